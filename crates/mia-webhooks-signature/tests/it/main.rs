@@ -1,0 +1,4 @@
+//! Integration tests of the public API: known-answer vectors and property laws.
+
+mod laws;
+mod vectors;
