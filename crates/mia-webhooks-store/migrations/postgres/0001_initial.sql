@@ -1,0 +1,131 @@
+-- The first schema of mia-webhooks on PostgreSQL. It stores the same things, under the same
+-- names, as the SQLite schema (migrations/sqlite/0001_initial.sql); only the types differ.
+--
+-- Conventions:
+-- * Ids are UUIDs (v7): `ORDER BY id` is creation order and keyset pagination (`id > $1`) is
+--   stable under inserts.
+-- * Times are BIGINT milliseconds since the Unix epoch (the unit of `eventTimestamp`).
+-- * Rows that outlive a release carry a `format` column (their layout version), so a later binary
+--   can read old rows and migrate them lazily.
+-- * Never edit this file once released: add a new numbered migration instead (sqlx checks the
+--   checksums of applied migrations).
+
+-- Webhooks, with everything an attempt needs.
+CREATE TABLE webhooks (
+    id              UUID PRIMARY KEY,
+    format          SMALLINT NOT NULL DEFAULT 1,
+    -- The scope as printed by the model: `instance`, `company/{t}`, `company/{t}/project/{p}`.
+    -- Tenant and project ids cannot contain '/', so the text is unambiguous.
+    scope           TEXT NOT NULL,
+    target_url      TEXT NOT NULL,
+    -- `plain:<secret>` without an operator key, `sealed:v1:<key id>:<base64>` with one
+    -- (XChaCha20-Poly1305, see src/secrets.rs).
+    secret          TEXT NOT NULL,
+    -- The subscribed event names, sorted. `webhook_events` is the index the fan-out uses; this
+    -- copy rebuilds a webhook without a second query.
+    events          TEXT[] NOT NULL,
+    ca_certificate  TEXT,
+    proxy_url       TEXT,
+    description     TEXT,
+    enabled         BOOLEAN NOT NULL,
+    disabled_reason TEXT,
+    -- Since when every attempt has failed (the start of the first failed attempt after the
+    -- latest success); NULL when the latest attempt succeeded or there was none.
+    failing_since   BIGINT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL
+);
+
+-- Listing by exact scope, oldest first, with keyset pagination.
+CREATE INDEX webhooks_by_scope ON webhooks (scope, id);
+
+-- The fan-out index: one row per (event name, scope, webhook). Ingestion looks up
+-- `event_name = $1 AND scope = ANY(candidate scopes)`: ranges of this primary key, never a scan.
+CREATE TABLE webhook_events (
+    event_name TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    webhook_id UUID NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    PRIMARY KEY (event_name, scope, webhook_id)
+);
+
+-- Deleting or re-subscribing a webhook finds its rows.
+CREATE INDEX webhook_events_by_webhook ON webhook_events (webhook_id);
+
+-- Ingested events. The envelope bytes live only here, written once: the delivery rows that
+-- claims and records rewrite stay small.
+CREATE TABLE events (
+    id         UUID PRIMARY KEY,
+    -- The envelope format: 1 = `{"eventName", "eventTimestamp", "payload"}`.
+    format     SMALLINT NOT NULL DEFAULT 1,
+    name       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    bytes      BYTEA NOT NULL
+);
+
+-- Retention removes old events left without deliveries.
+CREATE INDEX events_by_created_at ON events (created_at);
+
+-- One event to one webhook, and where it stands. Small on purpose: claims and records rewrite it.
+CREATE TABLE deliveries (
+    id              UUID PRIMARY KEY,
+    event_id        UUID NOT NULL REFERENCES events (id),
+    webhook_id      UUID NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    status          TEXT NOT NULL
+        CHECK (status IN ('pending', 'delivering', 'succeeded', 'failed', 'cancelled')),
+    -- Attempts recorded so far; the next attempt is number attempt_count + 1.
+    attempt_count   INTEGER NOT NULL DEFAULT 0,
+    -- When the next attempt is due. Kept while delivering, so a released lease is due at once.
+    next_attempt_at BIGINT,
+    -- The queue key: when a worker may take the delivery. `next_attempt_at` while pending, the
+    -- end of the lease while delivering (an expired lease is claimable again), NULL once final.
+    claimable_at    BIGINT,
+    -- The current lease, while delivering. A record must present it.
+    lease_token     UUID,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL
+);
+
+-- Claims: the unfinished deliveries of each webhook in due order. Claims walk its distinct
+-- webhooks (a skip scan) and take each one's due deliveries from the front.
+CREATE INDEX deliveries_claimable ON deliveries (webhook_id, claimable_at)
+    WHERE claimable_at IS NOT NULL;
+
+-- Claims: live leases per webhook, for the per-webhook cap (few rows: those in flight).
+CREATE INDEX deliveries_leased ON deliveries (webhook_id, claimable_at) WHERE status = 'delivering';
+
+-- The delivery log of a webhook, newest first; also the cascade from webhooks.
+CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
+
+-- Redelivery and retention find the deliveries of an event.
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+
+-- Retention: finished deliveries by age.
+CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE claimable_at IS NULL;
+
+-- One HTTP try of a delivery. `number` is the delivery's attempt_count after it, so the latest
+-- attempt of a delivery is the one whose number equals the delivery's attempt_count.
+CREATE TABLE attempts (
+    delivery_id      UUID NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    number           INTEGER NOT NULL,
+    started_at       BIGINT NOT NULL,
+    duration_ms      BIGINT NOT NULL,
+    status_code      INTEGER,
+    -- A FailureKind name (timeout, connect, tls, ...); NULL on success.
+    failure          TEXT,
+    error            TEXT,
+    -- The first 4 KiB of the response body.
+    response_excerpt TEXT,
+    PRIMARY KEY (delivery_id, number)
+);
+
+-- API tokens: only the SHA-256 of the token is kept.
+CREATE TABLE api_tokens (
+    id         UUID PRIMARY KEY,
+    hash       BYTEA NOT NULL UNIQUE,
+    -- instance-admin | company-admin | project-admin | emitter
+    role       TEXT NOT NULL,
+    tenant_id  TEXT,
+    project_id TEXT,
+    label      TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

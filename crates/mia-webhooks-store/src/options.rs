@@ -1,0 +1,49 @@
+//! What every backend's constructor takes besides its location.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{Result, SecretKeys, StoreError};
+
+/// Options shared by every backend.
+///
+/// ```
+/// use mia_webhooks_store::{SecretKeys, StoreOptions};
+///
+/// let keys = SecretKeys::from_bytes([7; 32], &[]);
+/// let options = StoreOptions { secret_keys: Some(keys), ..StoreOptions::default() };
+/// assert!(options.secret_keys.is_some());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// The operator keys that seal webhook secrets at rest. Without keys, secrets are stored as
+    /// given (the server warns once at start). The in-memory store keeps secrets in process
+    /// memory and ignores this.
+    pub secret_keys: Option<SecretKeys>,
+    /// The most connections a backend keeps open to read (SQLite) or in its pool (PostgreSQL).
+    /// `None` picks a default suited to the backend.
+    pub max_connections: Option<u32>,
+    /// Fault injection for the conformance suite, not for production: while this is `true`,
+    /// every backend fails [`Store::ingest`](crate::Store::ingest) and
+    /// [`Store::ingest_for_webhook`](crate::Store::ingest_for_webhook) inside their transaction,
+    /// right after writing the event and before its deliveries, so tests can show that nothing
+    /// of a failed ingestion is left behind.
+    #[doc(hidden)]
+    pub fail_ingest_after_event: Arc<AtomicBool>,
+}
+
+impl StoreOptions {
+    /// Fails when the test hook [`StoreOptions::fail_ingest_after_event`] is set. Backends call
+    /// this inside the ingest transaction after writing the event.
+    pub(crate) fn check_ingest_fault(&self) -> Result<()> {
+        if self.fail_ingest_after_event.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(Box::new(InjectedFault)));
+        }
+        Ok(())
+    }
+}
+
+/// The error of an injected fault.
+#[derive(Debug, thiserror::Error)]
+#[error("injected fault: ingestion failed after writing the event")]
+struct InjectedFault;
