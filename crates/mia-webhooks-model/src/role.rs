@@ -37,7 +37,7 @@ impl Role {
             tenant_id.map(TenantId::new).unwrap_or_else(|| {
                 Err(ValidationError::invalid(
                     "tenantId",
-                    format!("a {name} token needs a tenant id"),
+                    format!("tenantId is required for a {name} token"),
                 ))
             })
         };
@@ -45,12 +45,12 @@ impl Role {
             project_id.map(ProjectId::new).unwrap_or_else(|| {
                 Err(ValidationError::invalid(
                     "projectId",
-                    format!("a {name} token needs a project id"),
+                    format!("projectId is required for a {name} token"),
                 ))
             })
         };
         let unexpected = |field: &'static str| {
-            ValidationError::invalid(field, format!("a {name} token takes no {field}"))
+            ValidationError::invalid(field, format!("{field} is not taken by a {name} token"))
         };
         match name {
             "instance-admin" | "emitter" => {

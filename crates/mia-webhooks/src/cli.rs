@@ -5,10 +5,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Webhooks for the Console: signed, reliable event delivery.
+///
+/// With no subcommand, `serve` runs with the default configuration: the REST API, the admin page
+/// and the delivery workers on 127.0.0.1:8080, with SQLite at ./mia-webhooks.db.
 #[derive(Debug, Parser)]
-#[command(name = "mia-webhooks", version, about, long_about = None)]
+#[command(name = "mia-webhooks", version, about, long_about)]
 pub(crate) struct Cli {
-    /// What to do.
+    /// A TOML configuration file; `MIA_WEBHOOKS_*` environment variables override it.
+    #[arg(long, global = true, value_name = "FILE", env = "MIA_WEBHOOKS_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// What to do (default: serve).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -16,10 +23,63 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the server: REST API, admin page and delivery workers (the default).
+    Serve,
+    /// Apply database migrations and exit (the server also applies them at start).
+    Migrate,
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Post an event to a running server.
+    Emit(EmitArgs),
     /// Print the X-Mia-Signature of a payload: hex(sha256(payload ++ secret)).
     Sign(SignArgs),
     /// Check an X-Mia-Signature: exit 0 when it matches, 1 when it does not.
     Verify(VerifyArgs),
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it once, alone on the last line of standard output.
+    Create(TokenCreateArgs),
+}
+
+/// Arguments of `token create`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// instance-admin, company-admin, project-admin or emitter.
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) role: String,
+    /// The company, for company-admin and project-admin tokens.
+    #[arg(long, value_name = "TENANT_ID")]
+    pub(crate) tenant: Option<String>,
+    /// The project, for project-admin tokens.
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub(crate) project: Option<String>,
+    /// A label to recognise the token by.
+    #[arg(long, default_value = "cli")]
+    pub(crate) label: String,
+}
+
+/// Arguments of `emit`.
+#[derive(Debug, Args)]
+pub(crate) struct EmitArgs {
+    /// The server's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub(crate) server: String,
+    /// An emitter or instance-admin token.
+    #[arg(long, value_name = "TOKEN", env = "MIA_WEBHOOKS_TOKEN")]
+    pub(crate) token: String,
+    /// The event name, such as project_created.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) event: String,
+    /// The payload: a JSON object, or @FILE to read it from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub(crate) payload: String,
+    /// The event time in Unix epoch milliseconds (default: now).
+    #[arg(long, value_name = "MS")]
+    pub(crate) timestamp: Option<i64>,
 }
 
 /// Where the secret comes from.

@@ -237,11 +237,13 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn bare_run_prints_help_and_succeeds() {
-    let out = run(&[], b"");
+fn help_lists_every_subcommand() {
+    let out = run(&["--help"], b"");
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("sign") && help.contains("verify"), "{help}");
+    for command in ["serve", "migrate", "token", "emit", "sign", "verify"] {
+        assert!(help.contains(command), "{command} missing from: {help}");
+    }
 }
 
 #[test]

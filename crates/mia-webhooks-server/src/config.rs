@@ -1,0 +1,382 @@
+//! Configuration: defaults, then a TOML file, then `MIA_WEBHOOKS_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Everything an operator can set. Every field has a default; see [`Config::default`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`MIA_WEBHOOKS_LISTEN`, default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH`, a plain path, `postgres://...` or `memory:`
+    /// (`MIA_WEBHOOKS_DATABASE_URL`, default `sqlite://mia-webhooks.db`).
+    pub database_url: String,
+    /// An instance-admin token to install at start (`MIA_WEBHOOKS_ADMIN_TOKEN`). Without it, the
+    /// first start on an empty database prints a new one once.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<String>,
+    /// Address ranges deliveries may reach although the address guard blocks them by default
+    /// (`MIA_WEBHOOKS_ALLOWED_CIDRS`, comma separated, such as `127.0.0.0/8,::1/128`).
+    #[serde(deserialize_with = "comma_list", serialize_with = "serialize_cidrs")]
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Operator key for secrets at rest: 32 bytes, base64 (`MIA_WEBHOOKS_SECRET_KEY`).
+    #[serde(skip_serializing)]
+    pub secret_key: Option<String>,
+    /// Older keys still accepted for reading, comma separated (`MIA_WEBHOOKS_OLD_SECRET_KEYS`).
+    #[serde(deserialize_with = "comma_list", skip_serializing)]
+    pub old_secret_keys: Vec<String>,
+    /// Event names added to the built-in catalogue (`MIA_WEBHOOKS_EXTRA_EVENTS`, comma separated).
+    #[serde(deserialize_with = "comma_list")]
+    pub extra_events: Vec<String>,
+    /// Largest accepted request body, in bytes (`MIA_WEBHOOKS_BODY_LIMIT`, default 1 MiB).
+    pub body_limit: usize,
+    /// Attempts in flight across all webhooks (`MIA_WEBHOOKS_MAX_IN_FLIGHT`, default 256).
+    pub max_in_flight: usize,
+    /// Attempts in flight to one webhook (`MIA_WEBHOOKS_PER_WEBHOOK_CAP`, default 8).
+    pub per_webhook_cap: usize,
+    /// Connect timeout in seconds (`MIA_WEBHOOKS_CONNECT_TIMEOUT_SECS`, default 5).
+    pub connect_timeout_secs: f64,
+    /// Whole-attempt timeout in seconds (`MIA_WEBHOOKS_ATTEMPT_TIMEOUT_SECS`, default 15).
+    pub attempt_timeout_secs: f64,
+    /// Retry delays in seconds, comma separated (`MIA_WEBHOOKS_RETRY_SCHEDULE_SECS`, default
+    /// `5,30,120,600,1800,3600,10800,21600,43200,86400`).
+    #[serde(deserialize_with = "comma_list")]
+    pub retry_schedule_secs: Vec<f64>,
+    /// A webhook failing continuously this long is disabled, in seconds
+    /// (`MIA_WEBHOOKS_DISABLE_AFTER_SECS`, default 3 days).
+    pub disable_after_secs: f64,
+    /// Finished deliveries older than this many days are purged (`MIA_WEBHOOKS_RETENTION_DAYS`,
+    /// default 30; 0 keeps everything).
+    pub retention_days: u32,
+    /// Bound on the wait for attempts in flight at shutdown, in seconds
+    /// (`MIA_WEBHOOKS_SHUTDOWN_GRACE_SECS`, default 20).
+    pub shutdown_grace_secs: f64,
+    /// Run the delivery workers in this process (`MIA_WEBHOOKS_WORKERS`, default true).
+    pub workers: bool,
+    /// Log format: `text` or `json` (`MIA_WEBHOOKS_LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://mia-webhooks.db".to_owned(),
+            admin_token: None,
+            allowed_cidrs: Vec::new(),
+            secret_key: None,
+            old_secret_keys: Vec::new(),
+            extra_events: Vec::new(),
+            body_limit: 1024 * 1024,
+            max_in_flight: 256,
+            per_webhook_cap: 8,
+            connect_timeout_secs: 5.0,
+            attempt_timeout_secs: 15.0,
+            retry_schedule_secs: vec![
+                5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0, 86400.0,
+            ],
+            disable_after_secs: 3.0 * 86400.0,
+            retention_days: 30,
+            shutdown_grace_secs: 20.0,
+            workers: true,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that cannot be used; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// The environment keys read, without the `MIA_WEBHOOKS_` prefix. Other `MIA_WEBHOOKS_*`
+/// variables (such as the test suite's) are ignored.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "admin_token",
+    "allowed_cidrs",
+    "secret_key",
+    "old_secret_keys",
+    "extra_events",
+    "body_limit",
+    "max_in_flight",
+    "per_webhook_cap",
+    "connect_timeout_secs",
+    "attempt_timeout_secs",
+    "retry_schedule_secs",
+    "disable_after_secs",
+    "retention_days",
+    "shutdown_grace_secs",
+    "workers",
+    "log_format",
+];
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (TOML) when given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("MIA_WEBHOOKS_").only(ENV_KEYS));
+        Self::extract(&figment)
+    }
+
+    /// Extracts and validates a configuration from any figment (tests build their own).
+    pub fn extract(figment: &Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |name: &str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError(format!(
+                    "setting {name} must be a positive number of seconds, not {value}"
+                )))
+            }
+        };
+        positive("connect_timeout_secs", self.connect_timeout_secs)?;
+        positive("attempt_timeout_secs", self.attempt_timeout_secs)?;
+        positive("disable_after_secs", self.disable_after_secs)?;
+        positive("shutdown_grace_secs", self.shutdown_grace_secs)?;
+        if self.retry_schedule_secs.is_empty() {
+            return Err(ConfigError(
+                "setting retry_schedule_secs must list at least one delay".into(),
+            ));
+        }
+        for delay in &self.retry_schedule_secs {
+            positive("retry_schedule_secs", *delay)?;
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError(
+                "setting max_in_flight must be at least 1".into(),
+            ));
+        }
+        if self.per_webhook_cap == 0 {
+            return Err(ConfigError(
+                "setting per_webhook_cap must be at least 1".into(),
+            ));
+        }
+        if self.body_limit < 1024 {
+            return Err(ConfigError(
+                "setting body_limit must be at least 1024 bytes".into(),
+            ));
+        }
+        if self.database_url.trim().is_empty() {
+            return Err(ConfigError("setting database_url must not be empty".into()));
+        }
+        if let Some(token) = &self.admin_token {
+            if token.len() < 16 {
+                return Err(ConfigError(
+                    "setting admin_token must be at least 16 characters".into(),
+                ));
+            }
+        }
+        mia_webhooks_model::EventCatalog::with_extra(self.extra_events.iter().cloned())
+            .map_err(|e| ConfigError(format!("setting extra_events: {e}")))?;
+        Ok(())
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.connect_timeout_secs)
+    }
+
+    /// The attempt timeout.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.attempt_timeout_secs)
+    }
+
+    /// The retry schedule.
+    pub fn retry_schedule(&self) -> Vec<Duration> {
+        self.retry_schedule_secs
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect()
+    }
+
+    /// How long a webhook may fail before it is disabled.
+    pub fn disable_after(&self) -> Duration {
+        Duration::from_secs_f64(self.disable_after_secs)
+    }
+
+    /// The bound on the wait for attempts in flight at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_secs)
+    }
+}
+
+/// Turns figment's error into one line naming the setting. Values are not echoed: a secret key
+/// may be among them.
+fn describe(err: &figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in err.clone() {
+        let setting = e.path.join(".");
+        let what = match &e.kind {
+            figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
+            figment::error::Kind::InvalidValue(_, expected) => format!("expected {expected}"),
+            figment::error::Kind::UnknownField(field, _) => {
+                lines.push(format!("unknown setting {field}"));
+                continue;
+            }
+            figment::error::Kind::Message(message) => message.clone(),
+            other => other.to_string(),
+        };
+        let origin = e
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (from {})", m.name))
+            .unwrap_or_default();
+        lines.push(format!("setting {setting}{origin}: {what}"));
+    }
+    lines.join("; ")
+}
+
+/// Reads a list from either a TOML array or a comma-separated string (environment variables).
+fn comma_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<figment::value::Value>),
+        One(figment::value::Value),
+    }
+    let items: Vec<String> = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items.iter().map(value_text).collect(),
+        Raw::One(value) => value_text(&value)
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.parse::<T>()
+                .map_err(|e| serde::de::Error::custom(format!("{item:?}: {e}")))
+        })
+        .collect()
+}
+
+fn value_text(value: &figment::value::Value) -> String {
+    use figment::value::Value;
+    match value {
+        Value::String(_, s) => s.clone(),
+        Value::Char(_, c) => c.to_string(),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn serialize_cidrs<S: serde::Serializer>(
+    cidrs: &[IpNet],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(cidrs.iter().map(ToString::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
+        let mut dict = figment::value::Dict::new();
+        for (k, v) in env {
+            dict.insert((*k).to_owned(), figment::value::Value::from(*v));
+        }
+        figment = figment.merge(Serialized::defaults(dict));
+        Config::extract(&figment)
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://mia-webhooks.db");
+        assert_eq!(config.per_webhook_cap, 8);
+        assert_eq!(config.retry_schedule().len(), 10);
+        assert_eq!(config.disable_after(), Duration::from_secs(3 * 86400));
+    }
+
+    #[test]
+    fn lists_come_from_arrays_or_comma_strings() {
+        let config = load("allowed_cidrs = [\"127.0.0.0/8\"]", &[]).unwrap();
+        assert_eq!(config.allowed_cidrs.len(), 1);
+        let config = load(
+            "",
+            &[
+                ("allowed_cidrs", "127.0.0.0/8, ::1/128"),
+                ("retry_schedule_secs", "1,2.5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.allowed_cidrs.len(), 2);
+        assert_eq!(
+            config.retry_schedule(),
+            [Duration::from_secs(1), Duration::from_millis(2500)]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (toml, setting) in [
+            ("listen = \"nowhere\"", "listen"),
+            ("allowed_cidrs = \"10.0.0.0/33\"", "allowed_cidrs"),
+            ("per_webhook_cap = 0", "per_webhook_cap"),
+            ("attempt_timeout_secs = -1", "attempt_timeout_secs"),
+            ("retry_schedule_secs = []", "retry_schedule_secs"),
+            ("extra_events = \"Not-Snake\"", "extra_events"),
+            ("log_format = \"xml\"", "log_format"),
+            ("no_such_setting = 1", "no_such_setting"),
+            ("admin_token = \"short\"", "admin_token"),
+        ] {
+            let err = load(toml, &[]).unwrap_err().to_string();
+            assert!(err.contains(setting), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_do_not_echo_secret_values() {
+        let err = load("secret_key = 12345", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("secret_key") && !err.contains("12345"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! `POST /api/events` (ingestion), `GET /api/events/catalog` and "send test event".
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mia_webhooks_model::{Event, EventId, EventName, Timestamp};
+use mia_webhooks_store::{NewEvent, Store};
+use serde_json::{Map, Value};
+
+use super::{body, webhooks};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire::{CatalogBody, CatalogEventBody, IngestBody};
+
+/// The name of the event that "send test event" delivers.
+pub const TEST_EVENT_NAME: &str = "webhook_tested";
+
+/// Ingests an event: validates the envelope, stores it with one delivery per matching webhook
+/// (one transaction), and answers 202 with the event id and the number of deliveries queued.
+#[utoipa::path(post, path = "/api/events", tag = "events",
+    request_body(content = String, content_type = "application/json",
+        description = "the envelope {\"eventName\", \"eventTimestamp\" (Unix ms), \"payload\" (object)}"),
+    responses((status = 202, body = IngestBody), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    payload: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IngestBody>), ApiError> {
+    if !caller.role.can_emit() {
+        return Err(ApiError::forbidden(
+            "this token may not post events (it needs the emitter or instance-admin role)",
+        ));
+    }
+    let bytes = payload.map_err(body::body_rejection)?;
+    let event = Event::parse(&bytes, &state.inner.catalog)?;
+    let new = NewEvent {
+        id: EventId::new(),
+        event,
+    };
+    let receipts = state
+        .store()
+        .ingest(std::slice::from_ref(&new), Timestamp::now())
+        .await?;
+    let deliveries = receipts.first().map_or(0, |r| r.deliveries);
+    if deliveries > 0 {
+        (state.inner.wake_workers)();
+    }
+    metrics::counter!("mia_webhooks_events_ingested_total").increment(1);
+    tracing::debug!(event_id = %new.id, event = %new.event.name(), deliveries, "event ingested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestBody {
+            event_id: new.id.to_string(),
+            deliveries,
+        }),
+    ))
+}
+
+/// The event catalogue: built-in events and those the operator added.
+#[utoipa::path(get, path = "/api/events/catalog", tag = "events",
+    responses((status = 200, body = CatalogBody), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn catalog(State(state): State<AppState>, _caller: Caller) -> Json<CatalogBody> {
+    Json(CatalogBody {
+        events: state
+            .inner
+            .catalog
+            .events()
+            .map(CatalogEventBody::from)
+            .collect(),
+    })
+}
+
+/// Sends a test event to one webhook, whatever it subscribes to.
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks",
+    params(("id" = String, Path, description = "webhook id")),
+    responses((status = 202, body = IngestBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn send_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IngestBody>), ApiError> {
+    let webhook = webhooks::load(&state, &caller, &id).await?;
+    let mut payload = Map::new();
+    payload.insert("webhookId".into(), Value::from(webhook.id.to_string()));
+    if let Some(tenant) = webhook.scope.tenant_id() {
+        payload.insert("tenantId".into(), Value::from(tenant.as_str()));
+    }
+    if let Some(project) = webhook.scope.project_id() {
+        payload.insert("projectId".into(), Value::from(project.as_str()));
+    }
+    payload.insert(
+        "message".into(),
+        Value::from("This is a test event sent by mia-webhooks."),
+    );
+    let name = EventName::new(TEST_EVENT_NAME).map_err(ApiError::from)?;
+    let now = Timestamp::now();
+    let event = Event::from_parts(name, now, &payload)?;
+    let new = NewEvent {
+        id: EventId::new(),
+        event,
+    };
+    let receipt = state
+        .store()
+        .ingest_for_webhook(&new, webhook.id, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    (state.inner.wake_workers)();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestBody {
+            event_id: receipt.event_id.to_string(),
+            deliveries: receipt.deliveries,
+        }),
+    ))
+}

@@ -1,0 +1,93 @@
+//! What every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mia_webhooks_delivery::AddressGuard;
+use mia_webhooks_model::EventCatalog;
+use mia_webhooks_store::{AnyStore, ApiToken, TokenHash};
+
+/// The shared state of the router: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<AnyStore>,
+    pub(crate) catalog: EventCatalog,
+    pub(crate) guard: AddressGuard,
+    pub(crate) wake_workers: Box<dyn Fn() + Send + Sync>,
+    pub(crate) tokens: TokenCache,
+    pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) body_limit: usize,
+}
+
+impl AppState {
+    /// State over `store`. `wake_workers` is called after each ingestion so that in-process
+    /// workers start at once (pass `|| {}` when there are none).
+    pub fn new(
+        store: Arc<AnyStore>,
+        catalog: EventCatalog,
+        guard: AddressGuard,
+        wake_workers: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                catalog,
+                guard,
+                wake_workers: Box::new(wake_workers),
+                tokens: TokenCache::default(),
+                metrics: crate::metrics::handle(),
+                body_limit: 1024 * 1024,
+            }),
+        }
+    }
+
+    /// The same state with another request body limit, in bytes.
+    pub fn with_body_limit(self, body_limit: usize) -> Self {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| unreachable!("configured before sharing"));
+        AppState {
+            inner: Arc::new(Inner {
+                body_limit,
+                ..inner
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &AnyStore {
+        &self.inner.store
+    }
+}
+
+/// Tokens found recently, so that a busy emitter does not cost a database read per request.
+/// Only found tokens are cached, briefly: a new token works at once, and nothing revokes tokens
+/// yet.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    entries: Mutex<HashMap<TokenHash, (ApiToken, Instant)>>,
+}
+
+const TOKEN_TTL: Duration = Duration::from_secs(30);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl TokenCache {
+    pub(crate) fn get(&self, hash: &TokenHash) -> Option<ApiToken> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
+            .map(|(token, _)| token.clone())
+    }
+
+    pub(crate) fn put(&self, token: ApiToken) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(token.hash, (token, Instant::now()));
+    }
+}

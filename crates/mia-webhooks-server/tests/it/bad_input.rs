@@ -1,0 +1,352 @@
+//! Bad input: every request answers a 4xx with a code and the field, and nothing is stored.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_TOKEN, TestServer};
+
+fn valid() -> Value {
+    json!({"targetUrl": "https://example.com/hook", "secret": "s3cr3t-value", "events": ["project_created"]})
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut body = valid();
+    body[field] = value;
+    body
+}
+
+fn without(field: &str) -> Value {
+    let mut body = valid();
+    body.as_object_mut().unwrap().remove(field);
+    body
+}
+
+const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBqmQ4ZkzQ1Nf7KPaWmHsXuJ3i1Fq7WxnKZ3kZ2Xo4bW\n-----END PRIVATE KEY-----\n";
+
+#[tokio::test]
+async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
+    let server = TestServer::start().await;
+    let json_cases: Vec<(&str, Value, &str)> = vec![
+        ("/api/webhooks", without("targetUrl"), "targetUrl"),
+        ("/api/webhooks", without("secret"), "secret"),
+        ("/api/webhooks", without("events"), "events"),
+        ("/api/webhooks", with("targetUrl", json!(5)), "targetUrl"),
+        (
+            "/api/webhooks",
+            with("targetUrl", json!("not-a-url")),
+            "targetUrl",
+        ),
+        (
+            "/api/webhooks",
+            with("targetUrl", json!("ftp://example.com/")),
+            "targetUrl",
+        ),
+        (
+            "/api/webhooks",
+            with("targetUrl", json!("https://example.com/#frag")),
+            "targetUrl",
+        ),
+        (
+            "/api/webhooks",
+            with(
+                "targetUrl",
+                json!(format!("https://example.com/{}", "a".repeat(2100))),
+            ),
+            "targetUrl",
+        ),
+        (
+            "/api/webhooks",
+            with("targetUrl", json!("http://10.0.0.1/hook")),
+            "targetUrl",
+        ),
+        (
+            "/api/webhooks",
+            with(
+                "targetUrl",
+                json!("http://169.254.169.254/latest/meta-data"),
+            ),
+            "targetUrl",
+        ),
+        (
+            "/api/webhooks",
+            with("targetUrl", json!("http://[fd00::1]/")),
+            "targetUrl",
+        ),
+        ("/api/webhooks", with("secret", json!("")), "secret"),
+        (
+            "/api/webhooks",
+            with("secret", json!("x".repeat(1025))),
+            "secret",
+        ),
+        ("/api/webhooks", with("secret", json!(42)), "secret"),
+        ("/api/webhooks", with("events", json!([])), "events"),
+        (
+            "/api/webhooks",
+            with("events", json!(["nope_nope"])),
+            "events[0]",
+        ),
+        (
+            "/api/webhooks",
+            with("events", json!(["project_created", "NotSnake"])),
+            "events[1]",
+        ),
+        (
+            "/api/webhooks",
+            with("events", json!("project_created")),
+            "events",
+        ),
+        ("/api/webhooks", with("events", json!([1])), "events[0]"),
+        (
+            "/api/webhooks",
+            with("caCertificate", json!("garbage")),
+            "caCertificate",
+        ),
+        (
+            "/api/webhooks",
+            with("caCertificate", json!(KEY_PEM)),
+            "caCertificate",
+        ),
+        (
+            "/api/webhooks",
+            with("proxy", json!({"url": "ftp://proxy:21"})),
+            "proxy.url",
+        ),
+        (
+            "/api/webhooks",
+            with("proxy", json!({"url": 7})),
+            "proxy.url",
+        ),
+        (
+            "/api/webhooks",
+            with("proxy", json!("http://proxy:3128")),
+            "proxy",
+        ),
+        (
+            "/api/webhooks",
+            with("proxy", json!({"url": "http://10.0.0.1:3128"})),
+            "proxy.url",
+        ),
+        (
+            "/api/webhooks",
+            with("proxy", json!({"url": "http://p:1", "user": "x"})),
+            "proxy.user",
+        ),
+        ("/api/webhooks", with("unexpected", json!(1)), "unexpected"),
+        (
+            "/api/webhooks",
+            with("description", json!("d".repeat(1100))),
+            "description",
+        ),
+        ("/api/webhooks", with("enabled", json!("yes")), "enabled"),
+        (
+            "/api/companies/acme/webhooks",
+            with("targetUrl", json!("javascript:alert(1)")),
+            "targetUrl",
+        ),
+        (
+            "/api/companies/acme/projects/p1/webhooks",
+            without("events"),
+            "events",
+        ),
+    ];
+    for (path, body, field) in &json_cases {
+        let (status, answer) = server.admin("POST", path, Some(body.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "POST {path} {field}: {answer}"
+        );
+        assert_eq!(
+            answer["error"]["field"],
+            json!(field),
+            "POST {path}: {answer}"
+        );
+        assert!(
+            answer["error"]["code"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        );
+        assert!(
+            !answer.to_string().contains("s3cr3t-value"),
+            "an error echoed the secret: {answer}"
+        );
+    }
+
+    let raw_cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "/api/webhooks",
+            b"not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        ("/api/webhooks", Vec::new(), StatusCode::BAD_REQUEST, "body"),
+        (
+            "/api/webhooks",
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        (
+            "/api/webhooks",
+            b"{\"targetUrl\":".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        (
+            "/api/webhooks",
+            vec![b' '; 2 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+        ),
+        (
+            "/api/events",
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventName",
+        ),
+        (
+            "/api/events",
+            br#"{"eventName":"nope_nope","eventTimestamp":1,"payload":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventName",
+        ),
+        (
+            "/api/events",
+            br#"{"eventName":"project_deleted","eventTimestamp":1}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload",
+        ),
+        (
+            "/api/events",
+            br#"{"eventName":"project_deleted","eventTimestamp":"x","payload":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventTimestamp",
+        ),
+        (
+            "/api/events",
+            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{"tenantId":3}}"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload.tenantId",
+        ),
+        (
+            "/api/events",
+            br#"{"eventName":"project_created","eventTimestamp":1,"payload":{"tenantId":"t"}}"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload.projectId",
+        ),
+        (
+            "/api/events",
+            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{},"x":1}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "x",
+        ),
+        (
+            "/api/events",
+            vec![b' '; 2 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+        ),
+    ];
+    for (path, body, expected, field) in raw_cases {
+        let (status, answer) = server.call_raw("POST", path, ADMIN_TOKEN, body).await;
+        assert_eq!(status, expected, "POST {path} {field}: {answer}");
+        assert_eq!(
+            answer["error"]["field"],
+            json!(field),
+            "POST {path}: {answer}"
+        );
+    }
+
+    let query_cases = [
+        ("/api/webhooks?limit=0", "limit"),
+        ("/api/webhooks?limit=abc", "limit"),
+        ("/api/webhooks?limit=1000", "limit"),
+        ("/api/webhooks?cursor=garbage", "cursor"),
+        ("/api/webhooks?events=Bad-Name", "events"),
+    ];
+    for (path, field) in query_cases {
+        let (status, answer) = server.admin("GET", path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "GET {path}: {answer}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+
+    // Nothing was stored by any of them.
+    for scope in [
+        "/api/webhooks",
+        "/api/companies/acme/webhooks",
+        "/api/companies/acme/projects/p1/webhooks",
+    ] {
+        let (_, page) = server.admin("GET", scope, None).await;
+        assert_eq!(page["items"], json!([]), "{scope}");
+    }
+    let (_, metrics) = server.call("GET", "/metrics", None, None).await;
+    assert!(
+        !metrics
+            .as_str()
+            .unwrap()
+            .contains("mia_webhooks_events_ingested_total 1")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_edit_changes_nothing() {
+    let server = TestServer::start().await;
+    let id = server
+        .create_webhook(
+            "/api/webhooks",
+            "https://example.com/a",
+            "s3cr3t-value",
+            &["project_created"],
+        )
+        .await;
+    let (_, before) = server
+        .admin("GET", &format!("/api/webhooks/{id}"), None)
+        .await;
+    for (body, field) in [
+        (
+            json!({"targetUrl": "https://example.com/b", "secret": "x".repeat(2000)}),
+            "secret",
+        ),
+        (
+            json!({"targetUrl": "https://example.com/b", "events": []}),
+            "events",
+        ),
+        (
+            json!({"targetUrl": "https://example.com/b", "proxy": {"url": "gopher://x"}}),
+            "proxy.url",
+        ),
+        (
+            json!({"targetUrl": "https://example.com/b", "caCertificate": "nope"}),
+            "caCertificate",
+        ),
+        (
+            json!({"targetUrl": "http://127.0.0.1:1/", "nope": true}),
+            "nope",
+        ),
+    ] {
+        let (status, answer) = server
+            .admin("PATCH", &format!("/api/webhooks/{id}"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+    let (_, after) = server
+        .admin("GET", &format!("/api/webhooks/{id}"), None)
+        .await;
+    assert_eq!(after, before);
+    let (status, answer) = server
+        .admin(
+            "GET",
+            &format!("/api/webhooks/{id}/deliveries?status=bogus"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("status"))
+    );
+    server.stop().await;
+}

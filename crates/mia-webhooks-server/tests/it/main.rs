@@ -1,0 +1,6 @@
+//! Integration tests of the server: real TCP, real SQLite files, real local receivers.
+
+mod auth;
+mod bad_input;
+mod end_to_end;
+mod support;
