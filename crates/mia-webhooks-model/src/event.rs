@@ -208,6 +208,14 @@ fn json_error(err: serde_json::Error) -> ValidationError {
     let text = err.to_string();
     if let Some(rest) = text.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default().to_owned();
+        if field.is_empty() {
+            // Found by fuzzing: `{"": 1}` must still name a field.
+            return ValidationError::new(
+                "body",
+                ErrorKind::Unknown,
+                "the envelope has a field with an empty name (expected eventName, eventTimestamp, payload)",
+            );
+        }
         let message = format!(
             "{field} is not a field of the event envelope (expected eventName, eventTimestamp, payload)"
         );
@@ -337,6 +345,12 @@ mod tests {
         check_err(
             r#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{},"extra":1}"#,
             "extra",
+        );
+        // Found by the `envelope` fuzz target: an empty field name must still name a field.
+        check_err("{\"\"t\u{1}\0\0{\"eve", "body");
+        check_err(
+            r#"{"":1,"eventName":"project_deleted","eventTimestamp":1,"payload":{}}"#,
+            "body",
         );
         check_err(
             r#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{"tenantId":1}}"#,

@@ -45,6 +45,10 @@ pub struct Config {
     pub connect_timeout_secs: f64,
     /// Whole-attempt timeout in seconds (`MIA_WEBHOOKS_ATTEMPT_TIMEOUT_SECS`, default 15).
     pub attempt_timeout_secs: f64,
+    /// How long a claimed delivery stays leased to this process, in seconds
+    /// (`MIA_WEBHOOKS_LEASE_SECS`, default 60). After a crash, the deliveries the process held
+    /// are tried again once their leases expire. Must exceed `attempt_timeout_secs` by 5 s.
+    pub lease_secs: f64,
     /// Retry delays in seconds, comma separated (`MIA_WEBHOOKS_RETRY_SCHEDULE_SECS`, default
     /// `5,30,120,600,1800,3600,10800,21600,43200,86400`).
     #[serde(deserialize_with = "comma_list")]
@@ -89,6 +93,7 @@ impl Default for Config {
             per_webhook_cap: 8,
             connect_timeout_secs: 5.0,
             attempt_timeout_secs: 15.0,
+            lease_secs: 60.0,
             retry_schedule_secs: vec![
                 5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0, 86400.0,
             ],
@@ -121,6 +126,7 @@ const ENV_KEYS: &[&str] = &[
     "per_webhook_cap",
     "connect_timeout_secs",
     "attempt_timeout_secs",
+    "lease_secs",
     "retry_schedule_secs",
     "disable_after_secs",
     "retention_days",
@@ -166,6 +172,15 @@ impl Config {
         };
         positive("connect_timeout_secs", self.connect_timeout_secs)?;
         positive("attempt_timeout_secs", self.attempt_timeout_secs)?;
+        positive("lease_secs", self.lease_secs)?;
+        let margin = mia_webhooks_delivery::LEASE_MARGIN.as_secs_f64();
+        if self.lease_secs < self.attempt_timeout_secs + margin {
+            return Err(ConfigError(format!(
+                "setting lease_secs must be at least attempt_timeout_secs ({}) plus {margin} s, \
+                 so that no lease expires while its attempt may still run; it is {}",
+                self.attempt_timeout_secs, self.lease_secs
+            )));
+        }
         positive("disable_after_secs", self.disable_after_secs)?;
         positive("shutdown_grace_secs", self.shutdown_grace_secs)?;
         if self.retry_schedule_secs.is_empty() {
@@ -214,6 +229,11 @@ impl Config {
     /// The attempt timeout.
     pub fn attempt_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.attempt_timeout_secs)
+    }
+
+    /// How long a claim lasts.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.lease_secs)
     }
 
     /// The retry schedule.
@@ -332,6 +352,7 @@ mod tests {
         assert_eq!(config.per_webhook_cap, 8);
         assert_eq!(config.retry_schedule().len(), 10);
         assert_eq!(config.disable_after(), Duration::from_secs(3 * 86400));
+        assert_eq!(config.lease(), Duration::from_secs(60));
     }
 
     #[test]
@@ -365,10 +386,22 @@ mod tests {
             ("log_format = \"xml\"", "log_format"),
             ("no_such_setting = 1", "no_such_setting"),
             ("admin_token = \"short\"", "admin_token"),
+            ("lease_secs = 19.5", "lease_secs"),
+            ("attempt_timeout_secs = 60", "lease_secs"),
         ] {
             let err = load(toml, &[]).unwrap_err().to_string();
             assert!(err.contains(setting), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_short_lease_goes_with_a_short_attempt_timeout() {
+        let config = load("", &[("attempt_timeout_secs", "3"), ("lease_secs", "8")]).unwrap();
+        assert_eq!(config.lease(), Duration::from_secs(8));
+        let err = load("", &[("attempt_timeout_secs", "3"), ("lease_secs", "7.5")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lease_secs"), "{err}");
     }
 
     #[test]

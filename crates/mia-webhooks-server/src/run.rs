@@ -99,6 +99,7 @@ impl Server {
             max_in_flight: config.max_in_flight,
             per_webhook_cap: config.per_webhook_cap,
             shutdown_grace: config.shutdown_grace(),
+            lease: config.lease(),
             ..DeliveryConfig::default()
         };
         delivery_config.validate()?;

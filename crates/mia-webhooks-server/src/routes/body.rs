@@ -26,6 +26,14 @@ pub(crate) fn json<T: DeserializeOwned>(
         let text = inner.to_string();
         if let Some(rest) = text.strip_prefix("unknown field `") {
             let name = rest.split('`').next().unwrap_or_default();
+            if name.is_empty() {
+                let field = if path == "." { "body".to_owned() } else { path };
+                return ApiError::bad_field(
+                    "unknown_field",
+                    field,
+                    "a field with an empty name is not accepted",
+                );
+            }
             let field = if path == "." || path == name {
                 name.to_owned()
             } else if path.ends_with(&format!(".{name}")) {
