@@ -241,6 +241,7 @@ test('a webhook is added through both steps with a CA certificate and a proxy', 
   await dialog.getByRole('checkbox', { name: 'project_created' }).check();
   await dialog.getByRole('checkbox', { name: 'service_created' }).check();
   assert.equal(await page.locator('#wh-events-count').textContent(), '(2 selected)');
+  await page.locator('#wh-events').evaluate((list) => list.scrollTo(0, 0));
   await shot(page, 'add-step1.png');
 
   await dialog.getByRole('button', { name: 'Next' }).click();
@@ -252,6 +253,7 @@ test('a webhook is added through both steps with a CA certificate and a proxy', 
   await page.getByLabel('CA certificate').fill(caPem);
   await dialog.locator('summary', { hasText: 'Proxy' }).click();
   await page.getByLabel('Proxy URL').fill(PROXY);
+  await page.getByLabel('CA certificate').evaluate((area) => area.scrollTo(0, 0));
   await shot(page, 'add-step2.png');
 
   const create = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith(SCOPE_API));

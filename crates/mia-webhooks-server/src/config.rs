@@ -317,7 +317,12 @@ fn value_text(value: &figment::value::Value) -> String {
         Value::String(_, s) => s.clone(),
         Value::Char(_, c) => c.to_string(),
         Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|v| v.to_string())
+            .or_else(|| n.to_i128().map(|v| v.to_string()))
+            .or_else(|| n.to_f64().map(|v| v.to_string()))
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -338,7 +343,11 @@ mod tests {
             Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
         let mut dict = figment::value::Dict::new();
         for (k, v) in env {
-            dict.insert((*k).to_owned(), figment::value::Value::from(*v));
+            // Parsed the way the Env provider parses variables: "3" is a number.
+            let value: figment::value::Value = v
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(*v));
+            dict.insert((*k).to_owned(), value);
         }
         figment = figment.merge(Serialized::defaults(dict));
         Config::extract(&figment)
@@ -357,6 +366,16 @@ mod tests {
 
     #[test]
     fn lists_come_from_arrays_or_comma_strings() {
+        let config = load("allowed_cidrs = [\"127.0.0.0/8\"]", &[]).unwrap();
+        assert_eq!(config.allowed_cidrs.len(), 1);
+        // Whole numbers, in a TOML list or alone, are delays too.
+        let config = load("retry_schedule_secs = [5, 30]", &[]).unwrap();
+        assert_eq!(
+            config.retry_schedule(),
+            [Duration::from_secs(5), Duration::from_secs(30)]
+        );
+        let config = load("retry_schedule_secs = 1", &[]).unwrap();
+        assert_eq!(config.retry_schedule(), [Duration::from_secs(1)]);
         let config = load("allowed_cidrs = [\"127.0.0.0/8\"]", &[]).unwrap();
         assert_eq!(config.allowed_cidrs.len(), 1);
         let config = load(
