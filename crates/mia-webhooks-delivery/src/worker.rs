@@ -6,7 +6,7 @@
 //! starting from a small buffer of claimed deliveries; so the store's latency overlaps the HTTP
 //! work instead of adding to it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ use crate::{AttemptReport, DeliveryConfig, DeliveryError, Sender};
 /// of leases is free before claiming again, so that claims stay batched; but never longer than
 /// this. Without a backlog it claims as soon as it may find work, for latency.
 const MAX_CLAIM_WAIT: Duration = Duration::from_millis(10);
+
+/// The most retry times a loop remembers so as to wake when each is due. Beyond it the latest
+/// are forgotten (memory stays bounded with any backlog); `idle_poll` finds those.
+const MAX_RETRY_WAKES: usize = 4096;
 
 /// Wakes a [`Dispatcher`] early. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -107,8 +111,12 @@ struct RunState {
     backlog: bool,
     /// No record is tried before this (after a store error).
     record_backoff: Option<Instant>,
-    /// The earliest retry this loop scheduled that is not yet due.
-    next_retry: Option<Timestamp>,
+    /// Retries this loop scheduled that were not yet due at the last claim, earliest first
+    /// (at most [`MAX_RETRY_WAKES`]): the loop wakes when the first is due. Keeping them all,
+    /// not only the earliest, makes every retry start on time, not at the next `idle_poll`.
+    retries: BTreeSet<Timestamp>,
+    /// The `now` of the last claim sent to the store.
+    claimed_at: Timestamp,
     /// Set once a stop began: attempts still running then are aborted.
     grace_until: Option<Instant>,
 }
@@ -175,7 +183,8 @@ impl<S: Store> Dispatcher<S> {
             last_claim: now,
             backlog: false,
             record_backoff: None,
-            next_retry: None,
+            retries: BTreeSet::new(),
+            claimed_at: Timestamp::now(),
             grace_until: None,
         };
         tracing::info!(
@@ -236,8 +245,9 @@ impl<S: Store> Dispatcher<S> {
                             now: Timestamp::now(),
                         }),
                     };
-                    if claim {
+                    if let Some(request) = &op.claim {
                         state.last_claim = now;
+                        state.claimed_at = request.now;
                     }
                     // Results left over (more than a batch) go with the next round at once.
                     state.flush_at = (!state.pending.is_empty()).then_some(now);
@@ -429,13 +439,16 @@ impl<S: Store> Dispatcher<S> {
         state.backlog = claimed.len() >= limit;
         if claimed.len() < limit {
             let mut wake = Instant::now() + self.config.idle_poll;
-            if let Some(retry) = state.next_retry {
-                let now = Timestamp::now();
-                if retry <= now {
-                    state.next_retry = None;
-                } else {
-                    wake = wake.min(Instant::now() + retry.duration_since(now));
-                }
+            // Retries due at the claim's time were claimable by it; the others wake the loop.
+            while state
+                .retries
+                .first()
+                .is_some_and(|at| *at <= state.claimed_at)
+            {
+                state.retries.pop_first();
+            }
+            if let Some(retry) = state.retries.first() {
+                wake = wake.min(Instant::now() + retry.duration_since(Timestamp::now()));
             }
             self.pause_claims(state, wake);
         }
@@ -471,7 +484,10 @@ impl<S: Store> Dispatcher<S> {
         let label = match result.next {
             NextState::Succeeded => "succeeded",
             NextState::RetryAt(at) => {
-                state.next_retry = Some(state.next_retry.map_or(at, |current| current.min(at)));
+                state.retries.insert(at);
+                if state.retries.len() > MAX_RETRY_WAKES {
+                    state.retries.pop_last();
+                }
                 "retry"
             }
             NextState::Failed => "failed",

@@ -1,5 +1,7 @@
 //! Operations: `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -15,20 +17,25 @@ pub(crate) async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// How long `/readyz` waits for the database. A probe must answer even when the database does
+/// not: while PostgreSQL refuses connections, the pool keeps retrying for its acquire timeout
+/// (30 s), which would hang the probe past any orchestrator's deadline.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: the database answers (within [`READY_TIMEOUT`]).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "the database does not answer")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store().ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(err) => {
-            tracing::warn!(error = %crate::error::ErrorChain(&err), "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "reason": "database"})),
-            )
-        }
-    }
+    let error = match tokio::time::timeout(READY_TIMEOUT, state.store().ping()).await {
+        Ok(Ok(())) => return (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(Err(err)) => crate::error::ErrorChain(&err).to_string(),
+        Err(_) => format!("the database did not answer within {READY_TIMEOUT:?}"),
+    };
+    tracing::warn!(%error, "readiness check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable", "reason": "database"})),
+    )
 }
 
 /// Prometheus text: deliveries by outcome, attempt latency, queue depth, disabled webhooks.
