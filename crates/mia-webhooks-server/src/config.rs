@@ -37,6 +37,9 @@ pub struct Config {
     pub extra_events: Vec<String>,
     /// Largest accepted request body, in bytes (`MIA_WEBHOOKS_BODY_LIMIT`, default 1 MiB).
     pub body_limit: usize,
+    /// The most events `POST /api/events` writes in one transaction: concurrent requests share
+    /// a commit (`MIA_WEBHOOKS_INGEST_BATCH`, default 256; 1 gives every request its own).
+    pub ingest_batch: usize,
     /// Attempts in flight across all webhooks (`MIA_WEBHOOKS_MAX_IN_FLIGHT`, default 256).
     pub max_in_flight: usize,
     /// Attempts in flight to one webhook (`MIA_WEBHOOKS_PER_WEBHOOK_CAP`, default 8).
@@ -89,6 +92,7 @@ impl Default for Config {
             old_secret_keys: Vec::new(),
             extra_events: Vec::new(),
             body_limit: 1024 * 1024,
+            ingest_batch: 256,
             max_in_flight: 256,
             per_webhook_cap: 8,
             connect_timeout_secs: 5.0,
@@ -122,6 +126,7 @@ const ENV_KEYS: &[&str] = &[
     "old_secret_keys",
     "extra_events",
     "body_limit",
+    "ingest_batch",
     "max_in_flight",
     "per_webhook_cap",
     "connect_timeout_secs",
@@ -199,6 +204,11 @@ impl Config {
         if self.per_webhook_cap == 0 {
             return Err(ConfigError(
                 "setting per_webhook_cap must be at least 1".into(),
+            ));
+        }
+        if self.ingest_batch == 0 {
+            return Err(ConfigError(
+                "setting ingest_batch must be at least 1".into(),
             ));
         }
         if self.body_limit < 1024 {
@@ -399,6 +409,7 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("allowed_cidrs = \"10.0.0.0/33\"", "allowed_cidrs"),
             ("per_webhook_cap = 0", "per_webhook_cap"),
+            ("ingest_batch = 0", "ingest_batch"),
             ("attempt_timeout_secs = -1", "attempt_timeout_secs"),
             ("retry_schedule_secs = []", "retry_schedule_secs"),
             ("extra_events = \"Not-Snake\"", "extra_events"),

@@ -20,6 +20,7 @@ mod admin;
 mod auth;
 mod config;
 mod error;
+mod ingest_batcher;
 mod metrics;
 mod openapi;
 mod routes;

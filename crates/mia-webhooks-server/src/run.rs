@@ -65,6 +65,7 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     workers: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
+    metrics_upkeep: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -120,8 +121,9 @@ impl Server {
                 (None, Box::new(|| {}))
             };
 
-        let state =
-            AppState::new(store.clone(), catalog, guard, wake).with_body_limit(config.body_limit);
+        let state = AppState::new(store.clone(), catalog, guard, wake)
+            .with_body_limit(config.body_limit)
+            .with_ingest_batch(config.ingest_batch);
         let router = crate::router(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -142,6 +144,7 @@ impl Server {
                 .await
         });
         let retention = tokio::spawn(retention_loop(store, config.retention_days, cancel.clone()));
+        let metrics_upkeep = tokio::spawn(metrics_upkeep(cancel.clone()));
         tracing::info!(%addr, database = %redact_url(&config.database_url), workers = config.workers, "mia-webhooks listening");
         Ok(Server {
             addr,
@@ -150,6 +153,7 @@ impl Server {
             http,
             workers,
             retention,
+            metrics_upkeep,
             grace: config.shutdown_grace(),
         })
     }
@@ -183,6 +187,7 @@ impl Server {
             Ok(Err(err)) => result = Err(ServerError::Task(err.to_string())),
         }
         self.retention.abort();
+        self.metrics_upkeep.abort();
         tracing::info!("mia-webhooks stopped");
         result
     }
@@ -233,6 +238,22 @@ async fn retention_loop(store: Arc<AnyStore>, days: u32, cancel: CancellationTok
             Err(err) => {
                 tracing::warn!(error = %crate::error::ErrorChain(&err), "retention purge failed")
             }
+        }
+    }
+}
+
+/// Drains the Prometheus recorder's histogram samples into their buckets every few seconds.
+/// The recorder keeps every sample until then (a scrape also drains them), so without this a
+/// server nobody scrapes would grow by every attempt's duration.
+async fn metrics_upkeep(cancel: CancellationToken) {
+    let Some(handle) = crate::metrics::handle() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => handle.run_upkeep(),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! What every request handler shares.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mia_webhooks_delivery::AddressGuard;
 use mia_webhooks_model::EventCatalog;
 use mia_webhooks_store::{AnyStore, ApiToken, TokenHash};
+
+use crate::ingest_batcher::IngestBatcher;
 
 /// The shared state of the router: cheap to clone.
 #[derive(Clone)]
@@ -22,6 +24,10 @@ pub(crate) struct Inner {
     pub(crate) tokens: TokenCache,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) body_limit: usize,
+    /// The most events ingested in one transaction.
+    pub(crate) ingest_batch: usize,
+    /// Started on the first ingestion (a Tokio runtime is certain there, not in [`AppState::new`]).
+    ingest: OnceLock<IngestBatcher>,
 }
 
 impl AppState {
@@ -42,6 +48,8 @@ impl AppState {
                 tokens: TokenCache::default(),
                 metrics: crate::metrics::handle(),
                 body_limit: 1024 * 1024,
+                ingest_batch: crate::ingest_batcher::DEFAULT_BATCH,
+                ingest: OnceLock::new(),
             }),
         }
     }
@@ -58,8 +66,27 @@ impl AppState {
         }
     }
 
+    /// The same state writing at most `events` ingested events per transaction (at least 1).
+    pub fn with_ingest_batch(self, events: usize) -> Self {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| unreachable!("configured before sharing"));
+        AppState {
+            inner: Arc::new(Inner {
+                ingest_batch: events.max(1),
+                ..inner
+            }),
+        }
+    }
+
     pub(crate) fn store(&self) -> &AnyStore {
         &self.inner.store
+    }
+
+    /// The group-commit ingestion of this state's store, started on first use.
+    pub(crate) fn ingest(&self) -> &IngestBatcher {
+        self.inner.ingest.get_or_init(|| {
+            IngestBatcher::spawn(Arc::clone(&self.inner.store), self.inner.ingest_batch)
+        })
     }
 }
 

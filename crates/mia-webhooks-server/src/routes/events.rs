@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::{body, webhooks};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::ingest_batcher::BatchError;
 use crate::state::AppState;
 use crate::wire::{CatalogBody, CatalogEventBody, IngestBody};
 
@@ -19,7 +20,7 @@ use crate::wire::{CatalogBody, CatalogEventBody, IngestBody};
 pub const TEST_EVENT_NAME: &str = "webhook_tested";
 
 /// Ingests an event: validates the envelope, stores it with one delivery per matching webhook
-/// (one transaction), and answers 202 with the event id and the number of deliveries queued.
+/// (one transaction, shared with concurrent requests), and answers 202 with the event id and the number of deliveries queued.
 #[utoipa::path(post, path = "/api/events", tag = "events",
     request_body(content = String, content_type = "application/json",
         description = "the envelope {\"eventName\", \"eventTimestamp\" (Unix ms), \"payload\" (object)}"),
@@ -43,20 +44,22 @@ pub(crate) async fn ingest(
         id: EventId::new(),
         event,
     };
-    let receipts = state
-        .store()
-        .ingest(std::slice::from_ref(&new), Timestamp::now())
-        .await?;
-    let deliveries = receipts.first().map_or(0, |r| r.deliveries);
+    let (id, name) = (new.id, new.event.name().clone());
+    // Written in a transaction shared with concurrent requests (group commit); answered after
+    // that transaction commits.
+    let receipt = state.ingest().ingest(new).await.map_err(|err| match err {
+        BatchError::Store(err) => ApiError::from(err),
+        stopped @ BatchError::Stopped => ApiError::internal(&stopped),
+    })?;
+    let deliveries = receipt.deliveries;
     if deliveries > 0 {
         (state.inner.wake_workers)();
     }
-    metrics::counter!("mia_webhooks_events_ingested_total").increment(1);
-    tracing::debug!(event_id = %new.id, event = %new.event.name(), deliveries, "event ingested");
+    tracing::debug!(event_id = %id, event = %name, deliveries, "event ingested");
     Ok((
         StatusCode::ACCEPTED,
         Json(IngestBody {
-            event_id: new.id.to_string(),
+            event_id: id.to_string(),
             deliveries,
         }),
     ))
