@@ -25,11 +25,16 @@ pub(super) const WRITER_AUTOCHECKPOINT: &str = "20000";
 #[derive(Debug, Default)]
 pub(super) struct Lifecycle {
     closed: AtomicBool,
+    /// Held by the task while it checkpoints.
+    busy: tokio::sync::Mutex<()>,
 }
 
 impl Lifecycle {
-    pub(super) fn close(&self) {
+    /// Stops the task and waits for a checkpoint in progress to end, so that the caller's own
+    /// checkpoint (closing the store) does not find the log busy.
+    pub(super) async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        drop(self.busy.lock().await);
     }
 }
 
@@ -47,7 +52,11 @@ pub(super) fn spawn(options: SqliteConnectOptions, lifecycle: Weak<Lifecycle>) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if !alive(&lifecycle) {
+            let Some(current) = alive(&lifecycle) else {
+                break;
+            };
+            let _busy = current.busy.lock().await;
+            if current.closed.load(Ordering::SeqCst) {
                 break;
             }
             if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
@@ -63,8 +72,9 @@ pub(super) fn spawn(options: SqliteConnectOptions, lifecycle: Weak<Lifecycle>) {
     });
 }
 
-fn alive(lifecycle: &Weak<Lifecycle>) -> bool {
+/// The lifecycle while the store is open.
+fn alive(lifecycle: &Weak<Lifecycle>) -> Option<Arc<Lifecycle>> {
     lifecycle
         .upgrade()
-        .is_some_and(|l: Arc<Lifecycle>| !l.closed.load(Ordering::SeqCst))
+        .filter(|l| !l.closed.load(Ordering::SeqCst))
 }

@@ -1,11 +1,19 @@
 //! Recording attempt results on SQLite: attempts, next states and webhook health for a batch,
 //! in one transaction, each only for the holder of the current lease.
 //!
-//! A batch is written in a handful of statements whatever its size: one `UPDATE ... FROM` of the
-//! deliveries (checking each lease, returning the rows it changed), one multi-row `INSERT` of the
-//! attempts, one read and one write of the webhooks' health. A batch that disables a webhook
-//! (410 Gone) goes one result at a time instead, so the cancellation lands exactly between the
-//! results before and after it.
+//! A batch of up to 256 results is written with two statements whatever its size, each taking
+//! the results as `VALUES` rows of bound parameters (padded to a power of two, so that a
+//! handful of statement shapes stay prepared): one `UPDATE ... FROM` of the deliveries that
+//! checks each lease and returns, for the rows it changed, the attempt count and the webhook
+//! with its stored health; and one multi-row `INSERT` of the attempts. A third writes the health
+//! of the webhooks whose health changed (none in a steady state). Under load, what a record
+//! costs is mostly its round trips to the connection's thread (each waits for the async task to
+//! be scheduled again): begin, update, insert, commit.
+//!
+//! A batch that disables a webhook (410 Gone) goes one result at a time instead, so the
+//! cancellation lands exactly between the results before and after it; so does the rare batch
+//! that holds two different leases of one delivery, since the update cannot say which of them
+//! matched.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +22,8 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::rows::{self, blob, chunks, get, placeholders, uuid};
+use super::batch::JsonRows;
+use super::rows::{self, batches, blob, get, padded, uuid, value_rows};
 use super::webhooks;
 use crate::sql_error::database_error;
 use crate::{AttemptResult, NextState, RecordOutcome, Result};
@@ -30,6 +39,7 @@ pub(super) async fn record(
     let outcomes = if results
         .iter()
         .any(|result| result.disable_webhook.is_some())
+        || two_leases_of_one_delivery(results)
     {
         one_by_one(&mut tx, results).await?
     } else {
@@ -37,6 +47,14 @@ pub(super) async fn record(
     };
     tx.commit().await.map_err(database_error)?;
     Ok(outcomes)
+}
+
+/// Whether some delivery appears with two different leases.
+fn two_leases_of_one_delivery(results: &[AttemptResult]) -> bool {
+    let mut leases = HashMap::with_capacity(results.len());
+    results
+        .iter()
+        .any(|r| *leases.entry(r.delivery_id).or_insert(r.lease) != r.lease)
 }
 
 /// The delivery row's status and next due time after a result.
@@ -71,49 +89,95 @@ impl Health {
         after
     }
 
-    /// Reads the current health of `ids` not read yet.
-    async fn load(&mut self, conn: &mut SqliteConnection, ids: &[Uuid]) -> Result<()> {
-        let missing: Vec<Uuid> = ids
-            .iter()
-            .copied()
-            .filter(|id| !self.webhooks.contains_key(id))
-            .collect();
-        for range in chunks(missing.len()) {
-            let sql = format!(
-                "SELECT id, failing_since FROM webhooks WHERE id IN ({})",
-                placeholders(range.len())
-            );
-            let mut select = sqlx::query(&sql);
-            for id in &missing[range] {
-                select = select.bind(blob(*id));
-            }
-            for row in select.fetch_all(&mut *conn).await.map_err(database_error)? {
-                let since = rows::opt_timestamp(&row, "failing_since")?;
-                self.webhooks.insert(uuid(&row, "id")?, (since, false));
-            }
+    /// Takes the stored health of a webhook the batch has not seen yet.
+    fn know(&mut self, webhook: Uuid, since: Option<Timestamp>) {
+        self.webhooks.entry(webhook).or_insert((since, false));
+    }
+
+    /// Reads the current health of `id` unless known.
+    async fn load(&mut self, conn: &mut SqliteConnection, id: Uuid) -> Result<()> {
+        if self.webhooks.contains_key(&id) {
+            return Ok(());
+        }
+        let since: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT failing_since FROM webhooks WHERE id = ?")
+                .bind(blob(id))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(database_error)?;
+        if let Some(since) = since {
+            self.know(id, since.map(Timestamp::from_millis));
         }
         Ok(())
     }
 
-    /// Writes the health of the webhooks this batch changed.
+    /// Writes the health of the webhooks this batch changed, in one statement.
     async fn save(&self, conn: &mut SqliteConnection) -> Result<()> {
+        let mut rows = JsonRows::new();
         for (webhook, (since, changed)) in &self.webhooks {
             if *changed {
-                sqlx::query("UPDATE webhooks SET failing_since = ? WHERE id = ?")
-                    .bind(since.map(Timestamp::as_millis))
-                    .bind(blob(*webhook))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(database_error)?;
+                rows.row()
+                    .id(*webhook)
+                    .opt_int(since.map(Timestamp::as_millis));
             }
+        }
+        if rows.len() > 0 {
+            sqlx::query(SAVE_HEALTH)
+                .bind(rows.finish())
+                .execute(&mut *conn)
+                .await
+                .map_err(database_error)?;
         }
         Ok(())
     }
 }
 
-/// What the lease-checked update returned for one delivery.
-struct Updated {
-    attempt_number: i64,
+/// The most results one statement takes (five or eight parameters each). Longer `VALUES` lists
+/// cost a little more per row, but under load each statement's round trip to the connection's
+/// thread costs far more: a batch of up to 256 results is written with two statements, whatever
+/// its size (see [`padded`]).
+const WIDE_CHUNK: usize = 256;
+
+/// The next states of `n` results, as `VALUES` rows of (delivery id, lease, status, next attempt
+/// at, now; all NULL for padding), for holders of the lease only: the lease ends and the attempt
+/// is counted. Returns, per delivery changed, its attempt count after the attempt (the attempt's
+/// number), its webhook and the webhook's stored health. Probes the deliveries by primary key.
+pub(super) fn states_sql(n: usize) -> String {
+    format!(
+        "WITH r (id, lease, status, next_at, now) AS (VALUES {}) \
+         UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, \
+           claimable_at = r.next_at, lease_token = NULL, attempt_count = attempt_count + 1, \
+           updated_at = r.now \
+         FROM r WHERE deliveries.id = r.id AND deliveries.lease_token = r.lease \
+           AND deliveries.status = 'delivering' \
+         RETURNING deliveries.id, deliveries.attempt_count, deliveries.webhook_id, \
+           (SELECT failing_since FROM webhooks WHERE webhooks.id = deliveries.webhook_id) \
+             AS failing_since",
+        value_rows("(?, ?, ?, ?, ?)", n)
+    )
+}
+
+/// The insert of `n` attempts, as `VALUES` rows of (delivery id, number, started at, duration,
+/// status code, failure, error, response excerpt); rows without a delivery id (padding) are
+/// left out.
+pub(super) fn attempts_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, failure, \
+         error, response_excerpt) \
+         SELECT column1, column2, column3, column4, column5, column6, column7, column8 \
+         FROM (VALUES {}) WHERE column1 IS NOT NULL",
+        value_rows("(?, ?, ?, ?, ?, ?, ?, ?)", n)
+    )
+}
+
+/// Sets the health of the webhooks in ?1 (a JSON array of `[webhook id, failing since]`).
+pub(super) const SAVE_HEALTH: &str = "\
+UPDATE webhooks SET failing_since = r.value ->> 1
+FROM json_each(?1) AS r WHERE webhooks.id = unhex(r.value ->> 0)";
+
+/// A delivery whose lease a result held: its attempt count after the attempt and its webhook.
+struct Held {
+    attempt_count: i64,
     webhook: Uuid,
 }
 
@@ -121,27 +185,24 @@ async fn batched(
     conn: &mut SqliteConnection,
     results: &[AttemptResult],
 ) -> Result<Vec<RecordOutcome>> {
-    // The first result of a delivery takes part; a repeat finds the lease already ended, as it
-    // would one result at a time.
-    let mut seen = HashSet::new();
+    // The first result of each delivery takes part (every result of a delivery carries the same
+    // lease here); a repeat finds the lease ended, as it would one result at a time.
+    let mut seen = HashSet::with_capacity(results.len());
     let firsts: Vec<&AttemptResult> = results
         .iter()
         .filter(|r| seen.insert(r.delivery_id))
         .collect();
 
     // Next states, for the holders of the current leases only.
-    let mut updated: HashMap<Uuid, Updated> = HashMap::with_capacity(firsts.len());
-    for range in chunks(firsts.len()) {
-        let values = vec!["(?, ?, ?, ?, ?)"; range.len()].join(", ");
-        let sql = format!(
-            "WITH r (id, lease, status, next_at, now) AS (VALUES {values}) \
-             UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, claimable_at = r.next_at, \
-             lease_token = NULL, attempt_count = attempt_count + 1, updated_at = r.now \
-             FROM r WHERE deliveries.id = r.id AND deliveries.lease_token = r.lease \
-             AND deliveries.status = 'delivering' \
-             RETURNING deliveries.id, deliveries.attempt_count, deliveries.webhook_id"
-        );
+    let mut health = Health::default();
+    let mut held: HashMap<Uuid, Held> = HashMap::with_capacity(firsts.len());
+    for range in batches(firsts.len(), WIDE_CHUNK) {
+        let shape = padded(range.len());
+        let sql = states_sql(shape);
         let mut update = sqlx::query(&sql);
+        for _ in 0..(shape - range.len()) * 5 {
+            update = update.bind(None::<i64>);
+        }
         for result in &firsts[range] {
             let (status, next_at) = next_state(result.next);
             update = update
@@ -152,37 +213,45 @@ async fn batched(
                 .bind(result.now.as_millis());
         }
         for row in update.fetch_all(&mut *conn).await.map_err(database_error)? {
-            updated.insert(
+            let webhook = uuid(&row, "webhook_id")?;
+            health.know(webhook, rows::opt_timestamp(&row, "failing_since")?);
+            held.insert(
                 uuid(&row, "id")?,
-                Updated {
-                    attempt_number: get(&row, "attempt_count")?,
-                    webhook: uuid(&row, "webhook_id")?,
+                Held {
+                    attempt_count: get(&row, "attempt_count")?,
+                    webhook,
                 },
             );
         }
     }
 
-    // Their attempts.
-    let recorded: Vec<(&AttemptResult, &Updated)> = firsts
-        .iter()
-        .filter_map(|result| {
-            updated
-                .get(&result.delivery_id.as_uuid())
-                .map(|u| (*result, u))
-        })
-        .collect();
-    for range in chunks(recorded.len()) {
-        let sql = format!(
-            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, failure, error, \
-             response_excerpt) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; range.len()].join(", ")
-        );
+    // Outcomes in the order of the results, and the attempts of the holders.
+    let mut ended = HashSet::with_capacity(held.len());
+    let mut recorded: Vec<(&AttemptResult, i64)> = Vec::with_capacity(held.len());
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in results {
+        match held.get(&result.delivery_id.as_uuid()) {
+            Some(delivery) if ended.insert(result.delivery_id) => {
+                recorded.push((result, delivery.attempt_count));
+                outcomes.push(RecordOutcome::Recorded {
+                    failing_since: health.apply(delivery.webhook, result),
+                });
+            }
+            _ => outcomes.push(RecordOutcome::LeaseLost),
+        }
+    }
+    for range in batches(recorded.len(), WIDE_CHUNK) {
+        let shape = padded(range.len());
+        let sql = attempts_sql(shape);
         let mut insert = sqlx::query(&sql);
-        for (result, row) in &recorded[range] {
+        for _ in 0..(shape - range.len()) * 8 {
+            insert = insert.bind(None::<i64>);
+        }
+        for (result, number) in &recorded[range] {
             let attempt = &result.attempt;
             insert = insert
                 .bind(blob(result.delivery_id.as_uuid()))
-                .bind(row.attempt_number)
+                .bind(*number)
                 .bind(attempt.started_at.as_millis())
                 .bind(rows::millis_i64(attempt.duration_ms))
                 .bind(attempt.status_code.map(i64::from))
@@ -192,23 +261,6 @@ async fn batched(
         }
         insert.execute(&mut *conn).await.map_err(database_error)?;
     }
-
-    // Webhook health, applied in the order of the results.
-    let mut health = Health::default();
-    let mut webhook_ids: Vec<Uuid> = updated.values().map(|u| u.webhook).collect();
-    webhook_ids.sort_unstable();
-    webhook_ids.dedup();
-    health.load(conn, &webhook_ids).await?;
-    let mut taken = HashSet::new();
-    let outcomes = results
-        .iter()
-        .map(|result| match updated.get(&result.delivery_id.as_uuid()) {
-            Some(row) if taken.insert(result.delivery_id) => RecordOutcome::Recorded {
-                failing_since: health.apply(row.webhook, result),
-            },
-            _ => RecordOutcome::LeaseLost,
-        })
-        .collect();
     health.save(conn).await?;
     Ok(outcomes)
 }
@@ -258,7 +310,7 @@ async fn one_by_one(
         .execute(&mut *conn)
         .await
         .map_err(database_error)?;
-        health.load(conn, &[webhook]).await?;
+        health.load(conn, webhook).await?;
         outcomes.push(RecordOutcome::Recorded {
             failing_since: health.apply(webhook, result),
         });

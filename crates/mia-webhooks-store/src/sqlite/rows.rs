@@ -180,25 +180,32 @@ pub(super) fn token(row: &SqliteRow) -> Result<ApiToken> {
     })
 }
 
-/// The largest number of ids in one `IN (...)` list or rows in one multi-row `INSERT`.
-const MAX_CHUNK: usize = 64;
+/// Splits `0..len` into consecutive ranges of at most `max` items: the batches of a statement
+/// that takes many rows.
+pub(super) fn batches(len: usize, max: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..len)
+        .step_by(max.max(1))
+        .map(move |start| start..(start + max.max(1)).min(len))
+}
 
-/// Splits `0..len` into ranges whose lengths are powers of two of at most [`MAX_CHUNK`], so the
-/// statements built for them come in a handful of shapes and stay in the statement cache.
-pub(super) fn chunks(len: usize) -> Vec<Range<usize>> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    while start < len {
-        let left = len - start;
-        let size = if left >= MAX_CHUNK {
-            MAX_CHUNK
-        } else {
-            1 << left.ilog2()
-        };
-        ranges.push(start..start + size);
-        start += size;
+/// How many `VALUES` rows a statement for `n` items has: the next power of two, so that a
+/// handful of statement shapes serve every batch size (each stays prepared in the statement
+/// cache) and a batch still takes one statement. The rows past `n` are all NULL and match
+/// nothing.
+pub(super) fn padded(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// `n` copies of a row of placeholders (`(?, ?)`), comma-separated: the rows of a `VALUES`.
+pub(super) fn value_rows(row: &str, n: usize) -> String {
+    let mut out = String::with_capacity(n * (row.len() + 2));
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(row);
     }
-    ranges
+    out
 }
 
 /// `?, ?, ...` with `n` placeholders.
@@ -223,18 +230,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_cover_everything_in_few_shapes() {
-        for len in 0..300 {
-            let ranges = chunks(len);
-            assert_eq!(ranges.iter().map(|r| r.len()).sum::<usize>(), len);
-            assert!(
-                ranges
-                    .iter()
-                    .all(|r| r.len().is_power_of_two() && r.len() <= MAX_CHUNK)
-            );
-            assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
-        }
-        assert_eq!(chunks(70), vec![0..64, 64..68, 68..70]);
+    fn batches_cover_everything_in_few_shapes() {
+        assert_eq!(
+            batches(600, 256).collect::<Vec<_>>(),
+            vec![0..256, 256..512, 512..600]
+        );
+        assert_eq!(batches(0, 256).count(), 0);
+        assert_eq!(
+            (padded(1), padded(3), padded(233), padded(256)),
+            (1, 4, 256, 256)
+        );
+        assert_eq!(value_rows("(?, ?)", 2), "(?, ?), (?, ?)");
         assert_eq!(placeholders(3), "?, ?, ?");
     }
 }

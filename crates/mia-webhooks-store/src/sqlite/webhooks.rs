@@ -1,9 +1,13 @@
 //! Webhooks on SQLite: create, read, patch, delete, list, health.
+//!
+//! Every write of a webhook's fields sets a fresh `revision`, which tells the claims' cache of
+//! decoded webhooks (`cache.rs`) that its copy is stale.
 
 use mia_webhooks_model::{Timestamp, Webhook, WebhookId, WebhookPatch};
 use sqlx::{Executor, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
+use super::cache::new_revision;
 use super::rows::{self, WEBHOOK_COLUMNS, blob, events_text};
 use crate::secrets::seal_secret;
 use crate::sql_error::database_error;
@@ -23,8 +27,8 @@ async fn insert(
     let secret = seal_secret(keys, webhook.id, &webhook.secret)?;
     sqlx::query(
         "INSERT INTO webhooks (id, format, scope, target_url, secret, events, ca_certificate, proxy_url, \
-         description, enabled, disabled_reason, failing_since, created_at, updated_at) \
-         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+         description, enabled, disabled_reason, failing_since, created_at, updated_at, revision) \
+         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
     )
     .bind(blob(webhook.id.as_uuid()))
     .bind(webhook.scope.to_string())
@@ -38,6 +42,7 @@ async fn insert(
     .bind(webhook.disabled_reason.as_deref())
     .bind(webhook.created_at.as_millis())
     .bind(webhook.updated_at.as_millis())
+    .bind(new_revision())
     .execute(&mut *conn)
     .await
     .map_err(database_error)?;
@@ -100,7 +105,7 @@ pub(super) async fn update(
     let secret = seal_secret(store.keys(), id, &webhook.secret)?;
     sqlx::query(
         "UPDATE webhooks SET target_url = ?, secret = ?, events = ?, ca_certificate = ?, proxy_url = ?, \
-         description = ?, enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
+         description = ?, enabled = ?, disabled_reason = ?, updated_at = ?, revision = ? WHERE id = ?",
     )
     .bind(webhook.target_url.as_str())
     .bind(secret)
@@ -111,6 +116,7 @@ pub(super) async fn update(
     .bind(webhook.enabled)
     .bind(webhook.disabled_reason.as_deref())
     .bind(now.as_millis())
+    .bind(new_revision())
     .bind(blob(id.as_uuid()))
     .execute(&mut *tx)
     .await
@@ -227,10 +233,11 @@ pub(super) async fn disable_in(
     now: Timestamp,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?",
+        "UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ?, revision = ? WHERE id = ?",
     )
     .bind(reason)
     .bind(now.as_millis())
+    .bind(new_revision())
     .bind(blob(id.as_uuid()))
     .execute(&mut *conn)
     .await
