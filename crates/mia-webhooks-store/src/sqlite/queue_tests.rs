@@ -1,7 +1,8 @@
 //! What the SQLite queue adds to the conformance suite: the cache of decoded webhooks never
 //! hands out a stale copy, the per-webhook cap holds across claim rounds, a webhook below its cap
-//! is found behind another's backlog, and records of more results than one statement takes, or
-//! with two leases of one delivery, keep the outcomes a one-at-a-time record would give.
+//! is found behind another's backlog, records of more results than one statement takes, or
+//! with two leases of one delivery, keep the outcomes a one-at-a-time record would give, and a
+//! large ingestion batch matches every event by its own routing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -294,4 +295,74 @@ async fn a_record_with_an_expired_and_a_current_lease_of_one_delivery_records_th
         "one attempt, by the current holder"
     );
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_large_ingest_batch_matches_each_event_by_its_own_routing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir).await;
+    let on = |scope: &str| Webhook {
+        scope: scope.parse().expect("scope"),
+        ..webhook()
+    };
+    let everywhere = on("instance");
+    let first = on("company/t1");
+    let second = on("company/t2");
+    for hook in [&everywhere, &first, &second] {
+        store.create_webhook(hook).await.expect("create");
+    }
+    let catalog = EventCatalog::with_extra(["order_placed"]).expect("catalog");
+    let of = |tenant: &str| {
+        let body = format!(
+            r#"{{"eventName":"order_placed","eventTimestamp":1764374400000,"payload":{{"tenantId":"{tenant}"}}}}"#
+        );
+        NewEvent {
+            id: EventId::new(),
+            event: Event::parse(body.as_bytes(), &catalog).expect("event"),
+        }
+    };
+    // More events (and deliveries) than one statement takes, three routings.
+    let events: Vec<NewEvent> = (0..300).map(|i| of(["t1", "t2", "t3"][i % 3])).collect();
+    let receipts = store.ingest(&events, T0).await.expect("ingest");
+    assert_eq!(receipts.len(), 300);
+    for (i, (receipt, event)) in receipts.iter().zip(&events).enumerate() {
+        assert_eq!(receipt.event_id, event.id);
+        let expected = if i % 3 == 2 { 1 } else { 2 };
+        assert_eq!(receipt.deliveries, expected, "event {i}");
+    }
+    let claimed = store.claim(&request(1000, 1000)).await.expect("claim");
+    assert_eq!(claimed.len(), 500);
+    let mut per_webhook: HashMap<WebhookId, usize> = HashMap::new();
+    for c in &claimed {
+        *per_webhook.entry(c.webhook.id).or_default() += 1;
+        assert_eq!(
+            c.payload.as_ref(),
+            events
+                .iter()
+                .find(|e| e.id == c.event_id)
+                .expect("event")
+                .event
+                .bytes()
+        );
+    }
+    assert_eq!(
+        per_webhook,
+        HashMap::from([(everywhere.id, 300), (first.id, 100), (second.id, 100)])
+    );
+    store.close().await;
+
+    // A new process knows no event yet: the bytes come from the database, the same.
+    let reopened = open(&dir).await;
+    let after_the_leases = ClaimRequest {
+        now: T0.saturating_add(Duration::from_secs(61)),
+        ..request(1000, 1000)
+    };
+    let again = reopened.claim(&after_the_leases).await.expect("claim");
+    assert_eq!(again.len(), 500);
+    for c in &again {
+        let event = events.iter().find(|e| e.id == c.event_id).expect("event");
+        assert_eq!(c.payload.as_ref(), event.event.bytes());
+        assert_eq!(c.event_name, *event.event.name());
+    }
+    reopened.close().await;
 }
