@@ -104,13 +104,26 @@ pub(crate) async fn run_store_op<S: Store>(
     }
 }
 
+/// A period in the largest unit that fits it ("3 days", "1.5 hours", "20 seconds").
+fn human_period(period: Duration) -> String {
+    let secs = period.as_secs_f64();
+    let (amount, unit) = [(86_400.0, "day"), (3_600.0, "hour"), (60.0, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs >= *size)
+        .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
+    // One decimal at most, none when whole.
+    let rounded = (amount * 10.0).round() / 10.0;
+    let plural = if rounded == 1.0 { "" } else { "s" };
+    format!("{rounded} {unit}{plural}")
+}
+
 /// Disables a webhook that has failed for `disable_after`; whether it was done.
 pub(crate) async fn disable_failing<S: Store>(
     store: &S,
     config: &DeliveryConfig,
     item: ToDisable,
 ) -> bool {
-    let days = config.disable_after.as_secs_f64() / 86_400.0;
+    let period = human_period(config.disable_after);
     let since_text = u64::try_from(item.since.as_millis())
         .ok()
         .and_then(|millis| std::time::UNIX_EPOCH.checked_add(Duration::from_millis(millis)))
@@ -119,7 +132,7 @@ pub(crate) async fn disable_failing<S: Store>(
             httpdate::fmt_http_date,
         );
     let reason = format!(
-        "every delivery attempt has failed since {since_text}; webhooks failing for {days:.1} days \
+        "every delivery attempt has failed since {since_text}; webhooks failing for {period} \
          are disabled; edit the webhook to enable it again"
     );
     match store
@@ -135,6 +148,32 @@ pub(crate) async fn disable_failing<S: Store>(
         Err(err) => {
             tracing::warn!(error = %err, webhook_id = %item.webhook, "disabling a failing webhook failed");
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::human_period;
+
+    #[test]
+    fn periods_read_in_the_largest_unit_that_fits() {
+        for (secs, text) in [
+            (3.0 * 86_400.0, "3 days"),
+            (86_400.0, "1 day"),
+            (1.5 * 3_600.0, "1.5 hours"),
+            (120.0, "2 minutes"),
+            (20.0, "20 seconds"),
+            (1.0, "1 second"),
+            (0.25, "0.3 seconds"),
+        ] {
+            assert_eq!(
+                human_period(Duration::from_secs_f64(secs)),
+                text,
+                "{secs} s"
+            );
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Config {
     /// The most events `POST /api/events` writes in one transaction: concurrent requests share
     /// a commit (`MIA_WEBHOOKS_INGEST_BATCH`, default 256; 1 gives every request its own).
     pub ingest_batch: usize,
+    /// SQLite only: the page cache of the write connection, in MiB
+    /// (`MIA_WEBHOOKS_SQLITE_CACHE_MIB`, default 64).
+    pub sqlite_cache_mib: u32,
     /// Attempts in flight across all webhooks (`MIA_WEBHOOKS_MAX_IN_FLIGHT`, default 256).
     pub max_in_flight: usize,
     /// Attempts in flight to one webhook (`MIA_WEBHOOKS_PER_WEBHOOK_CAP`, default 8).
@@ -93,6 +96,7 @@ impl Default for Config {
             extra_events: Vec::new(),
             body_limit: 1024 * 1024,
             ingest_batch: 256,
+            sqlite_cache_mib: 64,
             max_in_flight: 256,
             per_webhook_cap: 8,
             connect_timeout_secs: 5.0,
@@ -127,6 +131,7 @@ const ENV_KEYS: &[&str] = &[
     "extra_events",
     "body_limit",
     "ingest_batch",
+    "sqlite_cache_mib",
     "max_in_flight",
     "per_webhook_cap",
     "connect_timeout_secs",
@@ -204,6 +209,11 @@ impl Config {
         if self.per_webhook_cap == 0 {
             return Err(ConfigError(
                 "setting per_webhook_cap must be at least 1".into(),
+            ));
+        }
+        if self.sqlite_cache_mib == 0 {
+            return Err(ConfigError(
+                "setting sqlite_cache_mib must be at least 1".into(),
             ));
         }
         if self.ingest_batch == 0 {
@@ -410,6 +420,7 @@ mod tests {
             ("allowed_cidrs = \"10.0.0.0/33\"", "allowed_cidrs"),
             ("per_webhook_cap = 0", "per_webhook_cap"),
             ("ingest_batch = 0", "ingest_batch"),
+            ("sqlite_cache_mib = 0", "sqlite_cache_mib"),
             ("attempt_timeout_secs = -1", "attempt_timeout_secs"),
             ("retry_schedule_secs = []", "retry_schedule_secs"),
             ("extra_events = \"Not-Snake\"", "extra_events"),

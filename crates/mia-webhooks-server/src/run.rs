@@ -52,6 +52,7 @@ pub async fn open_store(config: &Config) -> Result<AnyStore, ServerError> {
     };
     let options = StoreOptions {
         secret_keys,
+        sqlite_cache_mib: Some(config.sqlite_cache_mib),
         ..StoreOptions::default()
     };
     Ok(AnyStore::open(&config.database_url, options).await?)

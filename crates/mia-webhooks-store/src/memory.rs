@@ -508,8 +508,19 @@ impl Store for MemoryStore {
                 outcomes.push(RecordOutcome::LeaseLost);
                 continue;
             }
+            let webhook_enabled = state
+                .deliveries
+                .get(&result.delivery_id)
+                .is_some_and(|row| {
+                    state
+                        .webhooks
+                        .get(&row.webhook_id)
+                        .is_some_and(|w| w.webhook.enabled)
+                });
             let (status, next_at) = match result.next {
                 NextState::Succeeded => (DeliveryStatus::Succeeded, None),
+                // Disabled while the attempt was in flight: no retry.
+                NextState::RetryAt(_) if !webhook_enabled => (DeliveryStatus::Cancelled, None),
                 NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
                 NextState::Failed => (DeliveryStatus::Failed, None),
             };

@@ -23,6 +23,10 @@ pub struct StoreOptions {
     /// The most connections a backend keeps open to read (SQLite) or in its pool (PostgreSQL).
     /// `None` picks a default suited to the backend.
     pub max_connections: Option<u32>,
+    /// SQLite: the page cache of the write connection, in MiB (`None`: 64). It holds the index
+    /// pages ingestion and claims touch, and bounds the memory the embedded database takes
+    /// beside the read connections' 2 MiB each. Other backends ignore it.
+    pub sqlite_cache_mib: Option<u32>,
     /// Fault injection for the conformance suite, not for production: while this is `true`,
     /// every backend fails [`Store::ingest`](crate::Store::ingest) and
     /// [`Store::ingest_for_webhook`](crate::Store::ingest_for_webhook) inside their transaction,

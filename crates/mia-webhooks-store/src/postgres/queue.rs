@@ -220,10 +220,16 @@ const RECORD_ATTEMPTS: &str = "WITH input AS (
     ),
     updated AS (
         UPDATE deliveries d
-        SET status = i.status, next_attempt_at = i.next_at, claimable_at = i.next_at,
+        SET status = CASE WHEN i.status = 'pending' AND NOT w.enabled THEN 'cancelled'
+                ELSE i.status END,
+            next_attempt_at = CASE WHEN i.status = 'pending' AND NOT w.enabled THEN NULL
+                ELSE i.next_at END,
+            claimable_at = CASE WHEN i.status = 'pending' AND NOT w.enabled THEN NULL
+                ELSE i.next_at END,
             attempt_count = d.attempt_count + 1, lease_token = NULL, updated_at = i.now
-        FROM input i
+        FROM input i, webhooks w
         WHERE d.id = i.delivery_id AND d.lease_token = i.lease AND d.status = 'delivering'
+            AND w.id = d.webhook_id
         RETURNING d.id, d.webhook_id, d.attempt_count
     ),
     attempts AS (

@@ -48,9 +48,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// How long a writer waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The page cache of the write connection (negative: KiB). Ingestion touches index pages all
-/// over the deliveries-by-webhook index; keeping them cached saves a read per page.
-const WRITER_CACHE: &str = "-65536";
+/// The page cache of the write connection in MiB unless [`StoreOptions::sqlite_cache_mib`]
+/// says otherwise. Ingestion touches index pages all over the deliveries-by-webhook index;
+/// keeping them cached saves a read per page.
+const WRITER_CACHE_MIB: u32 = 64;
 
 /// Result rows the connection's worker thread may run ahead of the caller.
 const ROW_BUFFER: usize = 1024;
@@ -101,7 +102,14 @@ impl SqliteStore {
             .connect_with(
                 connect
                     .clone()
-                    .pragma("cache_size", WRITER_CACHE)
+                    .pragma(
+                        "cache_size",
+                        // Negative: KiB.
+                        format!(
+                            "-{}",
+                            u64::from(options.sqlite_cache_mib.unwrap_or(WRITER_CACHE_MIB)) * 1024
+                        ),
+                    )
                     .pragma("wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT),
             )
             .await
@@ -113,7 +121,7 @@ impl SqliteStore {
             .await
             .map_err(database_error)?;
         let lifecycle = Arc::new(checkpoint::Lifecycle::default());
-        checkpoint::spawn(connect, Arc::downgrade(&lifecycle));
+        checkpoint::spawn(connect, writer.clone(), Arc::downgrade(&lifecycle));
         Ok(SqliteStore {
             writer,
             reader,

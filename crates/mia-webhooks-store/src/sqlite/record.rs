@@ -145,9 +145,9 @@ const WIDE_CHUNK: usize = 256;
 pub(super) fn states_sql(n: usize) -> String {
     format!(
         "WITH r (id, lease, status, next_at, now) AS (VALUES {}) \
-         UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, \
-           claimable_at = r.next_at, lease_token = NULL, attempt_count = attempt_count + 1, \
-           updated_at = r.now \
+         UPDATE deliveries SET status = {RETRY_OR_CANCEL}, next_attempt_at = {NEXT_UNLESS_CANCELLED}, \
+           claimable_at = {NEXT_UNLESS_CANCELLED}, lease_token = NULL, \
+           attempt_count = attempt_count + 1, updated_at = r.now \
          FROM r WHERE deliveries.id = r.id AND deliveries.lease_token = r.lease \
            AND deliveries.status = 'delivering' \
          RETURNING deliveries.id, deliveries.attempt_count, deliveries.webhook_id, \
@@ -156,6 +156,18 @@ pub(super) fn states_sql(n: usize) -> String {
         value_rows("(?, ?, ?, ?, ?)", n)
     )
 }
+
+/// The status a result leaves: its own, except that a retry of a delivery whose webhook is
+/// disabled (while the attempt was in flight, so the disabling did not cancel it) is cancelled.
+/// With `r` the result row; the webhook is read only for retries.
+const RETRY_OR_CANCEL: &str = "CASE WHEN r.status = 'pending' AND \
+    (SELECT enabled FROM webhooks WHERE webhooks.id = deliveries.webhook_id) = 0 \
+    THEN 'cancelled' ELSE r.status END";
+
+/// The next attempt time of a result, none when [`RETRY_OR_CANCEL`] cancels it.
+const NEXT_UNLESS_CANCELLED: &str = "CASE WHEN r.status = 'pending' AND \
+    (SELECT enabled FROM webhooks WHERE webhooks.id = deliveries.webhook_id) = 0 \
+    THEN NULL ELSE r.next_at END";
 
 /// The insert of `n` attempts, as `VALUES` rows of (delivery id, number, started at, duration,
 /// status code, failure, error, response excerpt); rows without a delivery id (padding) are
@@ -273,21 +285,23 @@ async fn one_by_one(
     let mut outcomes = Vec::with_capacity(results.len());
     for result in results {
         let (status, next_at) = next_state(result.next);
-        let updated = sqlx::query(
-            "UPDATE deliveries SET status = ?, next_attempt_at = ?, claimable_at = ?, lease_token = NULL, \
-             attempt_count = attempt_count + 1, updated_at = ? \
-             WHERE id = ? AND lease_token = ? AND status = 'delivering' \
-             RETURNING attempt_count, webhook_id",
-        )
-        .bind(status)
-        .bind(next_at)
-        .bind(next_at)
-        .bind(result.now.as_millis())
-        .bind(blob(result.delivery_id.as_uuid()))
-        .bind(blob(result.lease.0))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(database_error)?;
+        let sql = format!(
+            "WITH r (status, next_at) AS (VALUES (?, ?)) \
+             UPDATE deliveries SET status = {RETRY_OR_CANCEL}, \
+             next_attempt_at = {NEXT_UNLESS_CANCELLED}, claimable_at = {NEXT_UNLESS_CANCELLED}, \
+             lease_token = NULL, attempt_count = attempt_count + 1, updated_at = ? \
+             FROM r WHERE id = ? AND lease_token = ? AND deliveries.status = 'delivering' \
+             RETURNING attempt_count, webhook_id"
+        );
+        let updated = sqlx::query(&sql)
+            .bind(status)
+            .bind(next_at)
+            .bind(result.now.as_millis())
+            .bind(blob(result.delivery_id.as_uuid()))
+            .bind(blob(result.lease.0))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(database_error)?;
         let Some(updated) = updated else {
             outcomes.push(RecordOutcome::LeaseLost);
             continue;

@@ -4,7 +4,7 @@ use mia_webhooks_model::{
     DeliveryStatus, EventName, EventSet, Secret, TargetUrl, WebhookId, WebhookPatch,
 };
 use mia_webhooks_store::{
-    RecordOutcome, SecretKeys, Store, StoreError, StoreOptions, WebhookQuery,
+    NextState, RecordOutcome, SecretKeys, Store, StoreError, StoreOptions, WebhookQuery,
 };
 
 use super::{TestBackend, open};
@@ -434,4 +434,90 @@ pub async fn secrets_round_trip_under_a_key<B: TestBackend>(backend: B) {
         .unwrap();
     let claimed = store.claim(&claim_at(at(3), 1)).await.unwrap();
     assert_eq!(claimed[0].webhook.secret.expose(), b"rotated by its owner");
+}
+
+/// A delivery in flight when its webhook is disabled is not retried: its attempt is recorded
+/// and, where the result asks for a retry, it ends cancelled instead (the disabling could not
+/// cancel it while it was leased). A result that ends it anyway (success, failed) stands.
+pub async fn a_retry_after_disabling_is_cancelled<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    let three = [
+        event("tag_created", None, None),
+        event("tag_created", None, None),
+        event("tag_created", None, None),
+    ];
+    store.ingest(&three, T0).await.unwrap();
+    let claimed = store.claim(&claim_at(at(1), 3)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let off = WebhookPatch {
+        enabled: Some(false),
+        ..WebhookPatch::default()
+    };
+    store.update_webhook(hook.id, off, at(2)).await.unwrap();
+
+    let outcomes = store
+        .record(&[
+            failure(&claimed[0], at(3), NextState::RetryAt(at(60))),
+            failure(&claimed[1], at(3), NextState::Failed),
+            success(&claimed[2], at(3)),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RecordOutcome::Recorded { .. })),
+        "{outcomes:?}"
+    );
+    let deliveries = deliveries_of(&store, hook.id).await;
+    let find = |id| deliveries.iter().find(|d| d.id == id).unwrap();
+    let retried = find(claimed[0].delivery_id);
+    assert_eq!(retried.status, DeliveryStatus::Cancelled);
+    assert_eq!(retried.next_attempt_at, None);
+    assert_eq!(retried.attempt_count, 1);
+    assert_eq!(find(claimed[1].delivery_id).status, DeliveryStatus::Failed);
+    assert_eq!(
+        find(claimed[2].delivery_id).status,
+        DeliveryStatus::Succeeded
+    );
+    let detail = store
+        .get_delivery(claimed[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.attempts.len(), 1);
+    // Nothing is sent to the disabled webhook later.
+    assert!(
+        store
+            .claim(&claim_at(at(120), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Enabled again, a retry is a retry.
+    let on = WebhookPatch {
+        enabled: Some(true),
+        ..WebhookPatch::default()
+    };
+    store.update_webhook(hook.id, on, at(130)).await.unwrap();
+    store
+        .ingest(&[event("tag_created", None, None)], at(131))
+        .await
+        .unwrap();
+    let claimed = store.claim(&claim_at(at(132), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .record(&[failure(&claimed[0], at(133), NextState::RetryAt(at(200)))])
+        .await
+        .unwrap();
+    let again = deliveries_of(&store, hook.id).await;
+    let retry = again
+        .iter()
+        .find(|d| d.id == claimed[0].delivery_id)
+        .unwrap();
+    assert_eq!(retry.status, DeliveryStatus::Pending);
+    assert_eq!(retry.next_attempt_at, Some(at(200)));
 }
