@@ -75,6 +75,22 @@ pub(crate) async fn run_store_op<S: Store>(
     config: DeliveryConfig,
     op: StoreOp,
 ) -> StoreOpDone {
+    // The common round: results and a claim, nothing in between. One store call, so a backend
+    // can write both in one transaction.
+    if let Some(request) = op
+        .claim
+        .as_ref()
+        .filter(|_| !op.results.is_empty() && op.disables.is_empty() && op.release.is_empty())
+    {
+        let results: Vec<AttemptResult> = op.results.iter().map(|p| p.result.clone()).collect();
+        let (recorded, claimed) = store.record_then_claim(&results, request).await;
+        return StoreOpDone {
+            results: op.results,
+            recorded,
+            disabled: Vec::new(),
+            claimed: Some((request.limit, claimed)),
+        };
+    }
     let recorded = if op.results.is_empty() {
         Ok(Vec::new())
     } else {

@@ -92,6 +92,17 @@ impl ApiError {
         )
     }
 
+    /// 503: the database could not be reached or was too busy; nothing was written and the
+    /// client may send again. The cause is logged here.
+    pub fn unavailable(cause: &dyn std::error::Error) -> Self {
+        tracing::warn!(error = %ErrorChain(cause), "database unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is unavailable; nothing was written, try again later",
+        )
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -126,6 +137,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            StoreError::Unavailable(_) => ApiError::unavailable(&err),
             other => ApiError::internal(&other),
         }
     }
@@ -156,5 +168,28 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = err.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_and_other_store_errors_500_without_their_cause() {
+        let cause = || -> Box<dyn std::error::Error + Send + Sync> {
+            "connection refused to 127.0.0.1:5432 (password=hunter2)".into()
+        };
+        let unavailable = ApiError::from(StoreError::Unavailable(cause()));
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.code(), "unavailable");
+        let failed = ApiError::from(StoreError::Database(cause()));
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        for error in [unavailable, failed] {
+            assert!(!error.message.contains("hunter2"), "{}", error.message);
+            assert!(!error.message.contains("5432"), "{}", error.message);
+        }
+        let conflict = ApiError::from(StoreError::Conflict("an event with this id".into()));
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
     }
 }

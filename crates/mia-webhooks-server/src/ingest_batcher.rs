@@ -111,6 +111,14 @@ async fn write(store: Arc<AnyStore>, batch: Vec<(NewEvent, Reply)>) {
                 let _ = reply.send(Err(err));
             }
         }
+        Err(StoreError::Unavailable(cause)) => {
+            // The database is out of reach: every event alike, and trying each alone would only
+            // wait for it once per event. Nothing is written; every request answers 503.
+            let text = crate::error::ErrorChain(cause.as_ref()).to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(text.clone().into())));
+            }
+        }
         Err(err) => {
             // Nothing of the batch is written. Each event is tried alone, so that one event's
             // failure (whatever it is) is not every request's.

@@ -158,6 +158,14 @@ impl Store for AnyStore {
         delegate!(self, s => s.record(results))
     }
 
+    async fn record_then_claim(
+        &self,
+        results: &[AttemptResult],
+        request: &ClaimRequest,
+    ) -> (Result<Vec<RecordOutcome>>, Result<Vec<ClaimedDelivery>>) {
+        delegate!(self, s => s.record_then_claim(results, request))
+    }
+
     async fn release(&self, leases: &[(DeliveryId, LeaseToken)]) -> Result<()> {
         delegate!(self, s => s.release(leases))
     }

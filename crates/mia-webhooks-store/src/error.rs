@@ -12,9 +12,14 @@ pub enum StoreError {
     /// The database URL or an option is not usable.
     #[error("invalid store configuration: {0}")]
     Config(String),
-    /// The database could not be reached or answered with an error.
+    /// The database answered with an error.
     #[error("database error")]
     Database(#[source] Box<dyn StdError + Send + Sync>),
+    /// The database could not be reached, or is too busy: its connection failed, no pooled
+    /// connection came in time, it is shutting down, or (SQLite) another process holds the write
+    /// lock past the busy timeout. Nothing was written; the same call may succeed later.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
     /// Migrations could not be applied.
     #[error("database migration failed")]
     Migration(#[source] Box<dyn StdError + Send + Sync>),

@@ -224,6 +224,28 @@ pub trait Store: Send + Sync + 'static {
         results: &[AttemptResult],
     ) -> impl Future<Output = Result<Vec<RecordOutcome>>> + Send;
 
+    /// [`Store::record`] then [`Store::claim`], each part with its own result: the worker's
+    /// round of store work. Recording first frees per-webhook capacity for the claim. A backend
+    /// may do both in one transaction (SQLite does: one commit and two round trips to the
+    /// database fewer per round); then a failure of the claim or of the commit fails the
+    /// record too, and nothing of either is written. A failed record does not prevent the
+    /// claim.
+    fn record_then_claim(
+        &self,
+        results: &[AttemptResult],
+        request: &ClaimRequest,
+    ) -> impl Future<Output = (Result<Vec<RecordOutcome>>, Result<Vec<ClaimedDelivery>>)> + Send
+    {
+        async move {
+            let recorded = if results.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.record(results).await
+            };
+            (recorded, self.claim(request).await)
+        }
+    }
+
     /// Gives leased deliveries back without an attempt (a worker shutting down before it
     /// started them): they are pending again at once.
     fn release(

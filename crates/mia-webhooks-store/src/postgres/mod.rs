@@ -66,6 +66,9 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
+/// How long an operation waits for a pooled connection.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/database`), with a pool, and applies the
     /// migrations this binary carries.
@@ -88,6 +91,9 @@ impl PostgresStore {
                     .unwrap_or_else(default_pool_size)
                     .max(1),
             )
+            // While the database is unreachable, a request waits this long for a connection,
+            // then fails (the API answers 503) instead of hanging for sqlx's 30 s.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(connect)
             .await
             .map_err(db_error)?;
@@ -245,6 +251,9 @@ impl StdError for PgError {}
 
 /// Converts a driver error, keeping it as the source and never letting row data through.
 fn db_error(err: sqlx::Error) -> StoreError {
+    if crate::sql_error::unreachable(&err) {
+        return StoreError::Unavailable(Box::new(err));
+    }
     match err {
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {

@@ -4,7 +4,7 @@
 use sqlx::Row as _;
 
 use super::SqliteStore;
-use super::queue::{CLAIM_EVENTS, CLAIM_LEASE, CLAIM_PICK, CLAIM_WEBHOOKS, RELEASE};
+use super::queue::{CLAIM_EVENTS, CLAIM_LEASE, CLAIM_PICK, CLAIM_WEBHOOKS, FANOUT, RELEASE};
 use super::record::{SAVE_HEALTH, attempts_sql, states_sql};
 use super::rows::WEBHOOK_COLUMNS;
 use crate::StoreOptions;
@@ -48,7 +48,7 @@ fn assert_no_table_scan(name: &str, plan: &str, allowed: &[&str]) {
 }
 
 #[tokio::test]
-async fn claims_records_and_releases_never_scan_a_table() {
+async fn fanout_claims_records_and_releases_never_scan_a_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("plans.db");
     let store = SqliteStore::open(path.to_str().expect("path"), StoreOptions::default())
@@ -57,6 +57,7 @@ async fn claims_records_and_releases_never_scan_a_table() {
     let states = states_sql(2);
     let attempts = attempts_sql(2);
     for (name, sql) in [
+        ("fanout", FANOUT),
         ("pick", CLAIM_PICK),
         ("lease", CLAIM_LEASE),
         ("webhooks", CLAIM_WEBHOOKS),
@@ -84,6 +85,12 @@ async fn claims_records_and_releases_never_scan_a_table() {
                 plan.contains(
                     "SEARCH deliveries USING INDEX deliveries_claimable (claimable_at<?)"
                 ),
+                "{plan}"
+            );
+        }
+        if name == "fanout" {
+            assert!(
+                plan.contains("SEARCH we USING PRIMARY KEY (event_name=? AND scope=?)"),
                 "{plan}"
             );
         }

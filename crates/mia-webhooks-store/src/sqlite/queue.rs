@@ -164,24 +164,26 @@ fn candidate_scopes(event: &NewEvent) -> Vec<String> {
     scopes
 }
 
-/// The enabled webhooks subscribed to `name` on one of `scopes` (three): a range lookup on the
-/// primary key of `webhook_events`, never a scan of all webhooks.
+/// The enabled webhooks subscribed to an event name (?1) on one of three scopes (?2 to ?4): a
+/// range lookup on the primary key of `webhook_events`, never a scan of all webhooks.
+pub(super) const FANOUT: &str = "\
+SELECT we.webhook_id FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id
+WHERE we.event_name = ? AND we.scope IN (?, ?, ?) AND w.enabled = 1 ORDER BY we.webhook_id";
+
+/// The enabled webhooks subscribed to `name` on one of `scopes` (three): [`FANOUT`].
 async fn matching_webhooks(
     conn: &mut SqliteConnection,
     name: &str,
     scopes: &[String],
 ) -> Result<Vec<Uuid>> {
-    let found = sqlx::query(
-        "SELECT we.webhook_id FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id \
-         WHERE we.event_name = ? AND we.scope IN (?, ?, ?) AND w.enabled = 1 ORDER BY we.webhook_id",
-    )
-    .bind(name)
-    .bind(&scopes[0])
-    .bind(&scopes[1])
-    .bind(&scopes[2])
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(database_error)?;
+    let found = sqlx::query(FANOUT)
+        .bind(name)
+        .bind(&scopes[0])
+        .bind(&scopes[1])
+        .bind(&scopes[2])
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(database_error)?;
     found.iter().map(|row| uuid(row, "webhook_id")).collect()
 }
 
@@ -329,11 +331,25 @@ pub(super) async fn claim(
     if request.limit == 0 || request.per_webhook_cap == 0 {
         return Ok(Vec::new());
     }
+    let mut tx = store.write().await?;
+    let claimed = claim_in(&mut tx, store, request).await?;
+    tx.commit().await.map_err(database_error)?;
+    Ok(claimed)
+}
+
+/// [`claim`] inside the caller's write transaction, which the caller commits.
+pub(super) async fn claim_in(
+    conn: &mut SqliteConnection,
+    store: &SqliteStore,
+    request: &ClaimRequest,
+) -> Result<Vec<ClaimedDelivery>> {
+    if request.limit == 0 || request.per_webhook_cap == 0 {
+        return Ok(Vec::new());
+    }
     let now = request.now.as_millis();
     let leased_until = request.now.saturating_add(request.lease);
     let lease = LeaseToken::new();
     let cap = request.per_webhook_cap;
-    let mut tx = store.write().await?;
 
     // Take due deliveries in due order, leaving out webhooks at their cap. Usually one round.
     // Each round leases what it took (so it is no longer due, and counts against its webhook's
@@ -347,7 +363,7 @@ pub(super) async fn claim(
             .bind(now)
             .bind(i64::try_from(cap).unwrap_or(i64::MAX))
             .bind(i64::try_from(window).unwrap_or(i64::MAX))
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await
             .map_err(database_error)?;
         let mut in_flight: HashMap<Uuid, usize> = HashMap::new();
@@ -386,7 +402,7 @@ pub(super) async fn claim(
                 .bind(blob(lease.0))
                 .bind(now)
                 .bind(batch::id_array(taken.iter().map(|c| c.id)))
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(database_error)?;
             if leased.rows_affected() != taken.len() as u64 {
@@ -403,13 +419,11 @@ pub(super) async fn claim(
         }
     }
     if chosen.is_empty() {
-        tx.commit().await.map_err(database_error)?;
         return Ok(Vec::new());
     }
 
-    let webhooks = load_webhooks(&mut tx, &chosen, store).await?;
-    let events = load_events(&mut tx, &chosen, store).await?;
-    tx.commit().await.map_err(database_error)?;
+    let webhooks = load_webhooks(&mut *conn, &chosen, store).await?;
+    let events = load_events(&mut *conn, &chosen, store).await?;
 
     chosen
         .into_iter()

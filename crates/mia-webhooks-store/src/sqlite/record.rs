@@ -26,7 +26,9 @@ use super::batch::JsonRows;
 use super::rows::{self, batches, blob, get, padded, uuid, value_rows};
 use super::webhooks;
 use crate::sql_error::database_error;
-use crate::{AttemptResult, NextState, RecordOutcome, Result};
+use crate::{
+    AttemptResult, ClaimRequest, ClaimedDelivery, NextState, RecordOutcome, Result, StoreError,
+};
 
 pub(super) async fn record(
     store: &SqliteStore,
@@ -36,17 +38,76 @@ pub(super) async fn record(
         return Ok(Vec::new());
     }
     let mut tx = store.write().await?;
-    let outcomes = if results
+    let outcomes = record_in(&mut tx, results).await?;
+    tx.commit().await.map_err(database_error)?;
+    Ok(outcomes)
+}
+
+/// [`record`] inside the caller's write transaction, which the caller commits.
+pub(super) async fn record_in(
+    conn: &mut SqliteConnection,
+    results: &[AttemptResult],
+) -> Result<Vec<RecordOutcome>> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    if results
         .iter()
         .any(|result| result.disable_webhook.is_some())
         || two_leases_of_one_delivery(results)
     {
-        one_by_one(&mut tx, results).await?
+        one_by_one(conn, results).await
     } else {
-        batched(&mut tx, results).await?
+        batched(conn, results).await
+    }
+}
+
+/// Records then claims in one write transaction (see [`Store::record_then_claim`]).
+pub(super) async fn record_then_claim(
+    store: &SqliteStore,
+    results: &[AttemptResult],
+    request: &ClaimRequest,
+) -> (Result<Vec<RecordOutcome>>, Result<Vec<ClaimedDelivery>>) {
+    let mut tx = match store.write().await {
+        Ok(tx) => tx,
+        Err(err) => {
+            let again = same_failure(&err);
+            return (Err(err), Err(again));
+        }
     };
-    tx.commit().await.map_err(database_error)?;
-    Ok(outcomes)
+    let outcomes = match record_in(&mut tx, results).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            // Nothing recorded; the claim still runs, on its own.
+            drop(tx);
+            return (Err(err), super::queue::claim(store, request).await);
+        }
+    };
+    let claimed = match super::queue::claim_in(&mut tx, store, request).await {
+        Ok(claimed) => claimed,
+        Err(err) => return (Err(same_failure(&err)), Err(err)),
+    };
+    match tx.commit().await {
+        Ok(()) => (Ok(outcomes), Ok(claimed)),
+        Err(err) => {
+            let err = database_error(err);
+            (Err(same_failure(&err)), Err(err))
+        }
+    }
+}
+
+/// A second report of one failure, for the other part of a transaction it undid.
+fn same_failure(err: &StoreError) -> StoreError {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    match err {
+        StoreError::Unavailable(_) => StoreError::Unavailable(text.into()),
+        _ => StoreError::Database(text.into()),
+    }
 }
 
 /// Whether some delivery appears with two different leases.

@@ -91,6 +91,7 @@ macro_rules! conformance_tests {
             queue::per_webhook_cap_counts_live_leases,
             queue::concurrent_claimers_never_hold_the_same_delivery,
             queue::release_makes_deliveries_due_at_once,
+            queue::record_then_claim_records_first_and_claims_into_the_freed_slot,
             log::list_deliveries_filters_by_status_newest_first,
             log::list_deliveries_pages_are_stable_under_inserts,
             log::get_delivery_has_attempts_oldest_first_and_the_payload,

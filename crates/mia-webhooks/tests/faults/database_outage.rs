@@ -120,6 +120,7 @@ fn caused_by_a_request(line: &Value) -> bool {
     let message = line["fields"]["message"].as_str().unwrap_or_default();
     target.starts_with("tower_http")
         || message == "internal error"
+        || message == "database unavailable"
         || message == "readiness check failed"
 }
 
@@ -216,6 +217,13 @@ async fn postgres_connection_cut_for_10_s_leaves_the_server_up_and_loses_no_ackn
     .await
     .expect("events are acknowledged again after the outage");
     let refused = loader.refused.load(Ordering::Relaxed);
+    // Refused during the outage: 503 (nothing stored, send again), never a 500 and never a
+    // request left hanging until the client gives up (0).
+    let refusals = loader.refusals.lock().unwrap().clone();
+    assert!(
+        refusals.iter().all(|status| *status == 503),
+        "ingest answers during the outage other than 503: {refusals:?}"
+    );
     let acked: HashSet<u64> = loader.stop().await.into_iter().collect();
     let delivered = poll(Duration::from_secs(60), Duration::from_millis(100), || {
         let seen: HashSet<u64> = receiver.arrivals().iter().filter_map(|a| a.seq).collect();

@@ -459,6 +459,8 @@ pub(crate) struct Loader {
     acked: Arc<Mutex<Vec<u64>>>,
     pub(crate) sent: Arc<AtomicU64>,
     pub(crate) refused: Arc<AtomicU64>,
+    /// The status of every answer other than 202, or 0 when no answer came.
+    pub(crate) refusals: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Loader {
@@ -474,6 +476,7 @@ impl Loader {
         let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
         let sent = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
+        let refusals: Arc<Mutex<Vec<u16>>> = Arc::default();
         let next = Arc::new(AtomicU64::new(0));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -481,11 +484,12 @@ impl Loader {
             .unwrap();
         let mut set = JoinSet::new();
         for _ in 0..tasks {
-            let (stop, acked, sent, refused, next, base, client) = (
+            let (stop, acked, sent, refused, refusals, next, base, client) = (
                 stop.clone(),
                 acked.clone(),
                 sent.clone(),
                 refused.clone(),
+                refusals.clone(),
                 next.clone(),
                 base.clone(),
                 client.clone(),
@@ -501,15 +505,17 @@ impl Loader {
                         "payload": {"seq": seq, "text": "x".repeat(200)},
                     });
                     sent.fetch_add(1, Ordering::Relaxed);
-                    let ok = match client.post(url).bearer_auth(TOKEN).json(&body).send().await {
-                        Ok(response) => response.status().as_u16() == 202,
-                        Err(_) => false,
+                    let status = match client.post(url).bearer_auth(TOKEN).json(&body).send().await
+                    {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
                     };
-                    if ok {
+                    if status == 202 {
                         acked.lock().unwrap().push(seq);
                         tokio::time::sleep(pause).await;
                     } else {
                         refused.fetch_add(1, Ordering::Relaxed);
+                        refusals.lock().unwrap().push(status);
                         tokio::time::sleep(pause.max(Duration::from_millis(100))).await;
                     }
                 }
@@ -521,6 +527,7 @@ impl Loader {
             acked,
             sent,
             refused,
+            refusals,
         }
     }
 

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mia_webhooks_model::{DeliveryId, DeliveryStatus};
-use mia_webhooks_store::{ClaimRequest, LeaseToken, NextState, RecordOutcome, Store};
+use mia_webhooks_store::{
+    AttemptResult, ClaimRequest, LeaseToken, NextState, RecordOutcome, Store,
+};
 
 use super::{TestBackend, open};
 use crate::support::*;
@@ -543,4 +545,80 @@ pub async fn release_makes_deliveries_due_at_once<B: TestBackend>(backend: B) {
         store.record(&[success(&claimed[1], at(3))]).await.unwrap()[0],
         RecordOutcome::Recorded { .. }
     ));
+}
+
+/// `record_then_claim`: the results are written first, so the slot a result frees under the
+/// per-webhook cap goes to the claim of the same call; a lost lease is refused without
+/// stopping the claim; and with nothing due the claim is empty while the results still land.
+pub async fn record_then_claim_records_first_and_claims_into_the_freed_slot<B: TestBackend>(
+    backend: B,
+) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    let three = [
+        event("tag_created", None, None),
+        event("tag_created", None, None),
+        event("tag_created", None, None),
+    ];
+    store.ingest(&three, T0).await.unwrap();
+    let one_at_a_time = |now| ClaimRequest {
+        limit: 10,
+        lease: Duration::from_secs(60),
+        per_webhook_cap: 1,
+        now,
+    };
+    let first = store.claim(&one_at_a_time(at(1))).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.claim(&one_at_a_time(at(1))).await.unwrap().is_empty());
+
+    // A result for a lease nobody holds rides along and is refused.
+    let stale = AttemptResult {
+        lease: LeaseToken::new(),
+        ..success(&first[0], at(2))
+    };
+    let (recorded, claimed) = store
+        .record_then_claim(&[success(&first[0], at(2)), stale], &one_at_a_time(at(2)))
+        .await;
+    assert_eq!(
+        recorded.unwrap(),
+        [
+            RecordOutcome::Recorded {
+                failing_since: None
+            },
+            RecordOutcome::LeaseLost
+        ]
+    );
+    let second = claimed.unwrap();
+    assert_eq!(second.len(), 1, "the slot the success freed");
+    assert_ne!(second[0].delivery_id, first[0].delivery_id);
+    assert_eq!(second[0].attempt, 1);
+
+    // The last one, then nothing is due: the claim is empty, the result still lands.
+    let (recorded, claimed) = store
+        .record_then_claim(
+            &[failure(&second[0], at(3), NextState::RetryAt(at(600)))],
+            &one_at_a_time(at(3)),
+        )
+        .await;
+    assert_eq!(recorded.unwrap().len(), 1);
+    let third = claimed.unwrap();
+    assert_eq!(third.len(), 1);
+    let (recorded, claimed) = store
+        .record_then_claim(&[success(&third[0], at(4))], &one_at_a_time(at(4)))
+        .await;
+    assert_eq!(recorded.unwrap().len(), 1);
+    assert!(claimed.unwrap().is_empty());
+    let deliveries = deliveries_of(&store, hook.id).await;
+    let statuses: HashMap<DeliveryId, DeliveryStatus> =
+        deliveries.iter().map(|d| (d.id, d.status)).collect();
+    assert_eq!(statuses[&first[0].delivery_id], DeliveryStatus::Succeeded);
+    assert_eq!(statuses[&second[0].delivery_id], DeliveryStatus::Pending);
+    assert_eq!(statuses[&third[0].delivery_id], DeliveryStatus::Succeeded);
+    let retried = deliveries
+        .iter()
+        .find(|d| d.id == second[0].delivery_id)
+        .unwrap();
+    assert_eq!(retried.next_attempt_at, Some(at(600)));
+    assert_eq!(retried.attempt_count, 1);
 }
