@@ -42,3 +42,17 @@ pub(crate) fn unreachable(err: &sqlx::Error) -> bool {
 pub(crate) fn migration_error(err: sqlx::migrate::MigrateError) -> StoreError {
     StoreError::Migration(Box::new(err))
 }
+
+/// A second report of one failure, for the other part of a transaction it undid.
+pub(crate) fn same_failure(err: &StoreError) -> StoreError {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    match err {
+        StoreError::Unavailable(_) => StoreError::Unavailable(text.into()),
+        _ => StoreError::Database(text.into()),
+    }
+}

@@ -178,6 +178,14 @@ impl Store for PostgresStore {
         queue::record(self, results).await
     }
 
+    async fn record_then_claim(
+        &self,
+        results: &[AttemptResult],
+        request: &ClaimRequest,
+    ) -> (Result<Vec<RecordOutcome>>, Result<Vec<ClaimedDelivery>>) {
+        queue::record_then_claim(self, results, request).await
+    }
+
     async fn release(&self, leases: &[(DeliveryId, LeaseToken)]) -> Result<()> {
         queue::release(self, leases).await
     }

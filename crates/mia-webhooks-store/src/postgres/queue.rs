@@ -19,11 +19,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use mia_webhooks_model::{DeliveryId, EventId, EventName, Timestamp, Webhook};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::rows::{WEBHOOK_COLUMNS, bigint, count, get, opt_timestamp, timestamp};
 use super::webhooks::disable_in;
 use super::{PostgresStore, db_error};
+use crate::sql_error::same_failure;
 use crate::{
     AttemptResult, ClaimRequest, ClaimedDelivery, LeaseToken, NextState, RecordOutcome, Result,
     StoreError,
@@ -102,21 +104,35 @@ pub(super) async fn claim(
     if request.limit == 0 || request.per_webhook_cap == 0 {
         return Ok(Vec::new());
     }
+    let mut tx = store.pool.begin().await.map_err(db_error)?;
+    let claimed = claim_in(store, &mut tx, request).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(claimed)
+}
+
+/// [`claim`] inside the caller's transaction, which the caller commits. Takes no lock that it
+/// would wait for (see the module docs), so it may follow a record in one transaction.
+async fn claim_in(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    request: &ClaimRequest,
+) -> Result<Vec<ClaimedDelivery>> {
+    if request.limit == 0 || request.per_webhook_cap == 0 {
+        return Ok(Vec::new());
+    }
     let now = request.now;
     let until = now.saturating_add(request.lease);
     let limit = bigint(u64::try_from(request.limit).unwrap_or(u64::MAX));
     let cap = bigint(u64::try_from(request.per_webhook_cap).unwrap_or(u64::MAX));
 
-    let mut tx = store.pool.begin().await.map_err(db_error)?;
     let locked: Vec<Uuid> = sqlx::query_scalar(LOCK_DUE_WEBHOOKS)
         .bind(now.as_millis())
         .bind(cap)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
     if locked.is_empty() {
-        tx.rollback().await.map_err(db_error)?;
         return Ok(Vec::new());
     }
     let mut leased = sqlx::query(LEASE_DELIVERIES)
@@ -125,11 +141,10 @@ pub(super) async fn claim(
         .bind(cap)
         .bind(limit)
         .bind(until.as_millis())
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
     if leased.is_empty() {
-        tx.rollback().await.map_err(db_error)?;
         return Ok(Vec::new());
     }
     leased.sort_by_key(|row| {
@@ -155,12 +170,12 @@ pub(super) async fn claim(
         "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE w.id = ANY($1)"
     ))
     .bind(&webhook_ids)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
     let event_rows = sqlx::query("SELECT id, name, bytes FROM events WHERE id = ANY($1)")
         .bind(&event_ids)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
     // Secrets are opened before the commit: a key that does not open one fails the claim and
@@ -178,7 +193,6 @@ pub(super) async fn claim(
             .map_err(|e| StoreError::Corrupt(format!("event {id}: {}", e.message())))?;
         events.insert(id, (name, Arc::from(get::<Vec<u8>>(row, "bytes")?)));
     }
-    tx.commit().await.map_err(db_error)?;
 
     leased
         .iter()
@@ -286,6 +300,20 @@ pub(super) async fn record(
     if results.is_empty() {
         return Ok(Vec::new());
     }
+    let mut tx = store.pool.begin().await.map_err(db_error)?;
+    let outcomes = record_in(&mut tx, results).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(outcomes)
+}
+
+/// [`record`] inside the caller's transaction, which the caller commits.
+async fn record_in(
+    conn: &mut PgConnection,
+    results: &[AttemptResult],
+) -> Result<Vec<RecordOutcome>> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
     // A delivery recorded twice in one batch: the first result uses the lease up, the others
     // find it gone, as they would one call after another.
     let mut seen = HashSet::with_capacity(results.len());
@@ -295,7 +323,6 @@ pub(super) async fn record(
         columns.push(result);
     }
 
-    let mut tx = store.pool.begin().await.map_err(db_error)?;
     // Webhook locks first and in id order (see the module docs), with their current health.
     // The webhooks are those the deliveries belong to, whatever the results say.
     let health_rows = sqlx::query(
@@ -304,7 +331,7 @@ pub(super) async fn record(
          ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(&columns.delivery)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
     let recorded: HashMap<Uuid, Uuid> = sqlx::query_as::<_, (Uuid, Uuid)>(RECORD_ATTEMPTS)
@@ -319,7 +346,7 @@ pub(super) async fn record(
         .bind(columns.failure)
         .bind(columns.error)
         .bind(columns.excerpt)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?
         .into_iter()
@@ -372,16 +399,15 @@ pub(super) async fn record(
         )
         .bind(ids)
         .bind(since)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(db_error)?;
     }
     // A 410 Gone disables the webhook and cancels its pending deliveries, retries just
     // recorded in this batch included.
     for (webhook, (reason, now)) in disables {
-        disable_in(&mut tx, webhook, reason, now).await?;
+        disable_in(&mut *conn, webhook, reason, now).await?;
     }
-    tx.commit().await.map_err(db_error)?;
     Ok(outcomes)
 }
 
@@ -409,4 +435,44 @@ pub(super) async fn release(
     .await
     .map_err(db_error)?;
     Ok(())
+}
+
+/// Records then claims in one transaction (see `Store::record_then_claim`): one commit, so one
+/// WAL flush, per worker round instead of two. The record takes its webhook locks first, as a
+/// record alone does; the claim after it waits for no lock. A batch that disables a webhook
+/// (410 Gone) goes in two transactions instead, so that the disabling is committed before a
+/// claim.
+pub(super) async fn record_then_claim(
+    store: &PostgresStore,
+    results: &[AttemptResult],
+    request: &ClaimRequest,
+) -> (Result<Vec<RecordOutcome>>, Result<Vec<ClaimedDelivery>>) {
+    if results.iter().any(|r| r.disable_webhook.is_some()) {
+        return (record(store, results).await, claim(store, request).await);
+    }
+    let mut tx = match store.pool.begin().await {
+        Ok(tx) => tx,
+        Err(err) => {
+            let err = db_error(err);
+            return (Err(same_failure(&err)), Err(err));
+        }
+    };
+    let outcomes = match record_in(&mut tx, results).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            drop(tx);
+            return (Err(err), claim(store, request).await);
+        }
+    };
+    let claimed = match claim_in(store, &mut tx, request).await {
+        Ok(claimed) => claimed,
+        Err(err) => return (Err(same_failure(&err)), Err(err)),
+    };
+    match tx.commit().await {
+        Ok(()) => (Ok(outcomes), Ok(claimed)),
+        Err(err) => {
+            let err = db_error(err);
+            (Err(same_failure(&err)), Err(err))
+        }
+    }
 }

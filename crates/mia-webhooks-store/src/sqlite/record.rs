@@ -25,10 +25,8 @@ use super::SqliteStore;
 use super::batch::JsonRows;
 use super::rows::{self, batches, blob, get, padded, uuid, value_rows};
 use super::webhooks;
-use crate::sql_error::database_error;
-use crate::{
-    AttemptResult, ClaimRequest, ClaimedDelivery, NextState, RecordOutcome, Result, StoreError,
-};
+use crate::sql_error::{database_error, same_failure};
+use crate::{AttemptResult, ClaimRequest, ClaimedDelivery, NextState, RecordOutcome, Result};
 
 pub(super) async fn record(
     store: &SqliteStore,
@@ -93,20 +91,6 @@ pub(super) async fn record_then_claim(
             let err = database_error(err);
             (Err(same_failure(&err)), Err(err))
         }
-    }
-}
-
-/// A second report of one failure, for the other part of a transaction it undid.
-fn same_failure(err: &StoreError) -> StoreError {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    match err {
-        StoreError::Unavailable(_) => StoreError::Unavailable(text.into()),
-        _ => StoreError::Database(text.into()),
     }
 }
 
