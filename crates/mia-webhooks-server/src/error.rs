@@ -92,14 +92,14 @@ impl ApiError {
         )
     }
 
-    /// 503: the database could not be reached or was too busy; nothing was written and the
-    /// client may send again. The cause is logged here.
+    /// 503: the database could not be reached or was too busy; the client may send again. The
+    /// cause is logged here.
     pub fn unavailable(cause: &dyn std::error::Error) -> Self {
         tracing::warn!(error = %ErrorChain(cause), "database unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "the database is unavailable; nothing was written, try again later",
+            "the database could not be reached; try again later",
         )
     }
 

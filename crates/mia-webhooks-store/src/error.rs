@@ -17,7 +17,8 @@ pub enum StoreError {
     Database(#[source] Box<dyn StdError + Send + Sync>),
     /// The database could not be reached, or is too busy: its connection failed, no pooled
     /// connection came in time, it is shutting down, or (SQLite) another process holds the write
-    /// lock past the busy timeout. Nothing was written; the same call may succeed later.
+    /// lock past the busy timeout. The same call may succeed later. Nothing was written, except
+    /// in the rare case of a connection lost while the database was committing.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
     /// Migrations could not be applied.

@@ -226,10 +226,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// [`Store::record`] then [`Store::claim`], each part with its own result: the worker's
     /// round of store work. Recording first frees per-webhook capacity for the claim. A backend
-    /// may do both in one transaction (SQLite does: one commit and two round trips to the
-    /// database fewer per round); then a failure of the claim or of the commit fails the
-    /// record too, and nothing of either is written. A failed record does not prevent the
-    /// claim.
+    /// may do both in one transaction (SQLite and PostgreSQL do: one commit and two round
+    /// trips fewer per round); then a failed commit fails both parts and writes neither. A
+    /// failed claim does not lose the results (they are written on their own), and a failed
+    /// record does not prevent the claim.
     fn record_then_claim(
         &self,
         results: &[AttemptResult],

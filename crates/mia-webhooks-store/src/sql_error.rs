@@ -31,10 +31,19 @@ pub(crate) fn unreachable(err: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
-        }),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unreachable_code(&code)),
         _ => false,
+    }
+}
+
+/// Whether a database's error code says it is out of reach: SQLSTATE classes 08 (connection
+/// exception) and 57P (shutting down, cannot connect now), or SQLite's busy and locked codes.
+/// SQLSTATEs have five characters; SQLite's (extended) result codes are shorter numbers whose
+/// low byte is the primary code: 5 busy, 6 locked.
+fn unreachable_code(code: &str) -> bool {
+    match code.parse::<u32>() {
+        Ok(sqlite) if code.len() < 5 => matches!(sqlite & 0xff, 5 | 6),
+        _ => code.starts_with("08") || code.starts_with("57P"),
     }
 }
 
@@ -54,5 +63,30 @@ pub(crate) fn same_failure(err: &StoreError) -> StoreError {
     match err {
         StoreError::Unavailable(_) => StoreError::Unavailable(text.into()),
         _ => StoreError::Database(text.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unreachable_code;
+
+    #[test]
+    fn codes_of_a_database_out_of_reach() {
+        // PostgreSQL: connection exceptions, shutdown, cannot connect now.
+        for code in ["08000", "08006", "08001", "57P01", "57P03"] {
+            assert!(unreachable_code(code), "{code}");
+        }
+        // SQLite: busy, locked, and their extended codes (busy recovery, snapshot, timeout;
+        // locked shared cache).
+        for code in ["5", "6", "261", "517", "773", "262"] {
+            assert!(unreachable_code(code), "{code}");
+        }
+        // Refused statements: unique, foreign key and check violations, syntax error, SQLite's
+        // constraint (19) and its unique variant (2067), I/O error (10), full disk (13).
+        for code in [
+            "23505", "23503", "23514", "42601", "19", "2067", "10", "13", "57014",
+        ] {
+            assert!(!unreachable_code(code), "{code}");
+        }
     }
 }

@@ -27,7 +27,7 @@ pub const TEST_EVENT_NAME: &str = "webhook_tested";
     responses((status = 202, body = IngestBody), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody),
-        (status = 503, description = "the database is unavailable: nothing was stored, send again", body = crate::error::ErrorBody)),
+        (status = 503, description = "the database could not be reached: send the event again", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,

@@ -466,7 +466,12 @@ pub(super) async fn record_then_claim(
     };
     let claimed = match claim_in(store, &mut tx, request).await {
         Ok(claimed) => claimed,
-        Err(err) => return (Err(same_failure(&err)), Err(err)),
+        Err(err) => {
+            // Some claim failures repeat (a secret no configured key opens): the results must
+            // not go down with them. Undone, then written on their own.
+            drop(tx);
+            return (record(store, results).await, Err(err));
+        }
     };
     match tx.commit().await {
         Ok(()) => (Ok(outcomes), Ok(claimed)),

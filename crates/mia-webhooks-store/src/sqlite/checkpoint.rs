@@ -14,7 +14,8 @@
 //! [`TRUNCATE_PAGES`], the task runs a `TRUNCATE` checkpoint on the write connection itself:
 //! queued behind the writes of the moment, it finds no writer in its way, copies the few
 //! frames the passive checkpoints left, and empties the file. It waits at most
-//! [`TRUNCATE_WAIT`] for readers still on old frames, then gives up until the next tick.
+//! [`TRUNCATE_WAIT`] for readers still on old frames, then gives up until the log has grown by
+//! [`TRUNCATE_PAGES`] more.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -64,6 +65,10 @@ pub(super) fn spawn(options: SqliteConnectOptions, writer: SqlitePool, lifecycle
                 return;
             }
         };
+        // The log size at which the next emptying is tried: after one that readers prevented,
+        // not before the log has grown by as much again, so that a reader holding an old
+        // snapshot (a long listing, a backup) does not cost the writer a wait every tick.
+        let mut truncate_at = TRUNCATE_PAGES;
         let mut ticks = tokio::time::interval(INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -87,8 +92,15 @@ pub(super) fn spawn(options: SqliteConnectOptions, writer: SqlitePool, lifecycle
                     continue;
                 }
             };
-            if log_pages > TRUNCATE_PAGES {
-                truncate(&writer, log_pages).await;
+            if log_pages > truncate_at {
+                truncate_at = if truncate(&writer, log_pages).await {
+                    TRUNCATE_PAGES
+                } else {
+                    log_pages.saturating_add(TRUNCATE_PAGES)
+                };
+            } else if log_pages < truncate_at.saturating_sub(TRUNCATE_PAGES) {
+                // Emptied meanwhile (by the writer's own checkpoint, or another process).
+                truncate_at = TRUNCATE_PAGES;
             }
         }
         if let Err(err) = conn.close().await {
@@ -97,8 +109,9 @@ pub(super) fn spawn(options: SqliteConnectOptions, writer: SqlitePool, lifecycle
     });
 }
 
-/// Empties the log from the write connection, waiting at most [`TRUNCATE_WAIT`] for readers.
-async fn truncate(writer: &SqlitePool, log_pages: i64) {
+/// Empties the log from the write connection, waiting at most [`TRUNCATE_WAIT`] for readers;
+/// whether it did.
+async fn truncate(writer: &SqlitePool, log_pages: i64) -> bool {
     let result = async {
         let mut conn = writer.acquire().await?;
         sqlx::query(&format!("PRAGMA busy_timeout = {TRUNCATE_WAIT}"))
@@ -107,23 +120,37 @@ async fn truncate(writer: &SqlitePool, log_pages: i64) {
         let checkpoint = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&mut *conn)
             .await;
-        // Restored whatever the checkpoint did, before the connection serves a write again.
-        sqlx::query(&format!(
+        // Restored whatever the checkpoint did, before the connection serves a write again;
+        // a connection that cannot be restored is closed, and the pool opens a fresh one.
+        let restore = sqlx::query(&format!(
             "PRAGMA busy_timeout = {}",
             super::BUSY_TIMEOUT.as_millis()
         ))
         .execute(&mut *conn)
-        .await?;
+        .await;
+        if restore.is_err() {
+            conn.close_on_drop();
+        }
+        restore?;
         checkpoint
     }
     .await;
     match result {
-        Ok((0, _, _)) => tracing::debug!(log_pages, "WAL emptied"),
-        Ok(_) => tracing::debug!(
-            log_pages,
-            "WAL not emptied: readers on old frames; the next tick retries"
-        ),
-        Err(err) => tracing::debug!(error = %err, "emptying the WAL failed; the next tick retries"),
+        Ok((0, _, _)) => {
+            tracing::debug!(log_pages, "WAL emptied");
+            true
+        }
+        Ok(_) => {
+            tracing::debug!(
+                log_pages,
+                "WAL not emptied: readers on old frames; tried again once it has grown as much"
+            );
+            false
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "emptying the WAL failed; tried again once it has grown as much");
+            false
+        }
     }
 }
 

@@ -70,6 +70,7 @@ macro_rules! conformance_tests {
             webhooks::update_of_events_rewrites_the_fanout_index,
             webhooks::disabling_by_update_cancels_pending_deliveries,
             webhooks::a_retry_after_disabling_is_cancelled,
+            webhooks::a_retry_after_a_410_in_the_same_batch_is_cancelled,
             webhooks::delete_cascades_to_deliveries_and_attempts,
             webhooks::list_webhooks_by_exact_scope_and_event_filter,
             webhooks::list_webhooks_pages_are_stable_under_inserts,
@@ -112,6 +113,7 @@ macro_rules! conformance_tests {
             durable::secrets_open_after_key_rotation,
             durable::wrong_or_missing_key_is_a_secret_key_error,
             durable::plain_secrets_stay_readable_once_a_key_is_set,
+            durable::a_failed_claim_keeps_the_results_of_its_round,
         );
     };
     (@tests $factory:path; $($module:ident :: $test:ident),* $(,)?) => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mia_webhooks_model::{Role, Secret, TokenId, WebhookPatch};
+use mia_webhooks_model::{DeliveryStatus, Role, Secret, TokenId, WebhookPatch};
 use mia_webhooks_store::{
     ApiToken, ClaimRequest, NextState, RecordOutcome, SecretKeys, Store, StoreError, StoreOptions,
     TokenHash,
@@ -238,4 +238,47 @@ pub async fn plain_secrets_stay_readable_once_a_key_is_set<B: TestBackend>(backe
         &id_a,
         &hook.secret,
     );
+}
+
+/// A claim that fails (here: a webhook sealed under a key this store does not have) does not
+/// take the results of its round down with it: `record_then_claim` still records them, and the
+/// claim's error is reported on its own.
+pub async fn a_failed_claim_keeps_the_results_of_its_round<B: TestBackend>(backend: B) {
+    let known = webhook("instance", &["tag_created"]);
+    let sealed_elsewhere = webhook("instance", &["tag_deleted"]);
+    let store = backend.open(keyed(KEY_A, &[])).await;
+    store.create_webhook(&known).await.unwrap();
+    store
+        .ingest(&[event("tag_created", None, None)], T0)
+        .await
+        .unwrap();
+    let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // Another process, under another key, queues a delivery this store cannot open.
+    let other = backend.open(keyed(KEY_B, &[])).await;
+    other.create_webhook(&sealed_elsewhere).await.unwrap();
+    other
+        .ingest(&[event("tag_deleted", None, None)], at(1))
+        .await
+        .unwrap();
+
+    let (recorded, claim) = store
+        .record_then_claim(&[success(&claimed[0], at(2))], &claim_at(at(2), 10))
+        .await;
+    assert!(matches!(claim, Err(StoreError::SecretKey(_))), "{claim:?}");
+    assert_eq!(
+        recorded.unwrap(),
+        [RecordOutcome::Recorded {
+            failing_since: None
+        }]
+    );
+    let detail = store
+        .get_delivery(claimed[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(detail.attempts.len(), 1);
+    // The failed claim leased nothing: the other process takes its delivery.
+    assert_eq!(other.claim(&claim_at(at(3), 10)).await.unwrap().len(), 1);
 }

@@ -521,3 +521,40 @@ pub async fn a_retry_after_disabling_is_cancelled<B: TestBackend>(backend: B) {
     assert_eq!(retry.status, DeliveryStatus::Pending);
     assert_eq!(retry.next_attempt_at, Some(at(200)));
 }
+
+/// The same within one batch: a 410 Gone disables the webhook (the one-result-at-a-time path
+/// of the SQL backends) and a retry of another of its deliveries after it is cancelled.
+pub async fn a_retry_after_a_410_in_the_same_batch_is_cancelled<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    let two = [
+        event("tag_created", None, None),
+        event("tag_created", None, None),
+    ];
+    store.ingest(&two, T0).await.unwrap();
+    let claimed = store.claim(&claim_at(at(1), 2)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut gone = failure(&claimed[0], at(2), NextState::Failed);
+    gone.attempt.status_code = Some(410);
+    gone.disable_webhook = Some("the receiver answered 410 Gone".into());
+    store
+        .record(&[
+            gone,
+            failure(&claimed[1], at(2), NextState::RetryAt(at(60))),
+        ])
+        .await
+        .unwrap();
+    let deliveries = deliveries_of(&store, hook.id).await;
+    let status = |id| deliveries.iter().find(|d| d.id == id).unwrap().status;
+    assert_eq!(status(claimed[0].delivery_id), DeliveryStatus::Failed);
+    assert_eq!(status(claimed[1].delivery_id), DeliveryStatus::Cancelled);
+    assert!(!store.get_webhook(hook.id).await.unwrap().unwrap().enabled);
+    assert!(
+        store
+            .claim(&claim_at(at(120), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
