@@ -475,6 +475,12 @@ impl<S: Store> Dispatcher<S> {
         let result = &pending.result;
         let failing_since = match outcome {
             RecordOutcome::Recorded { failing_since } => failing_since,
+            RecordOutcome::Cancelled { .. } => {
+                // Its webhook was disabled meanwhile: no retry to wake for, nothing to disable.
+                metrics::counter!("mia_webhooks_deliveries_total", "outcome" => "cancelled")
+                    .increment(1);
+                return;
+            }
             RecordOutcome::LeaseLost => {
                 metrics::counter!("mia_webhooks_leases_lost_total").increment(1);
                 tracing::warn!(delivery_id = %result.delivery_id, "the lease was lost before the result was written; the attempt is not recorded");

@@ -497,6 +497,9 @@ impl Store for MemoryStore {
     async fn record(&self, results: &[AttemptResult]) -> Result<Vec<RecordOutcome>> {
         let mut state = self.lock();
         let mut outcomes = Vec::with_capacity(results.len());
+        // Retries recorded as pending, by webhook: a 410 later in the batch cancels them.
+        let mut retried: Vec<(usize, WebhookId)> = Vec::new();
+        let mut disabled: HashSet<WebhookId> = HashSet::new();
         for result in results {
             let held = state
                 .deliveries
@@ -550,8 +553,21 @@ impl Store for MemoryStore {
             };
             if let Some(reason) = &result.disable_webhook {
                 state.disable(webhook_id, reason, result.now);
+                disabled.insert(webhook_id);
             }
-            outcomes.push(RecordOutcome::Recorded { failing_since });
+            if status == DeliveryStatus::Pending {
+                retried.push((outcomes.len(), webhook_id));
+            }
+            outcomes.push(if status == DeliveryStatus::Cancelled {
+                RecordOutcome::Cancelled { failing_since }
+            } else {
+                RecordOutcome::Recorded { failing_since }
+            });
+        }
+        for (index, webhook) in retried {
+            if disabled.contains(&webhook) {
+                outcomes[index] = outcomes[index].cancelled();
+            }
         }
         Ok(outcomes)
     }

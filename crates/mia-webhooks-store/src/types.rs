@@ -147,8 +147,25 @@ pub enum RecordOutcome {
         /// Since when the webhook has failed continuously.
         failing_since: Option<Timestamp>,
     },
+    /// Written, but the result asked for a retry and the delivery ends the call cancelled: its
+    /// webhook was disabled while the attempt was in flight, or by a 410 Gone in the same
+    /// batch. `failing_since` as for `Recorded`.
+    Cancelled {
+        /// Since when the webhook has failed continuously.
+        failing_since: Option<Timestamp>,
+    },
     /// The lease was no longer held; nothing was written.
     LeaseLost,
+}
+
+impl RecordOutcome {
+    /// The outcome of a retry whose delivery a 410 later in the same batch cancelled.
+    pub(crate) fn cancelled(self) -> RecordOutcome {
+        match self {
+            RecordOutcome::Recorded { failing_since } => RecordOutcome::Cancelled { failing_since },
+            other => other,
+        }
+    }
 }
 
 /// One delivery with its attempts and its event.

@@ -244,7 +244,7 @@ const RECORD_ATTEMPTS: &str = "WITH input AS (
         FROM input i, webhooks w
         WHERE d.id = i.delivery_id AND d.lease_token = i.lease AND d.status = 'delivering'
             AND w.id = d.webhook_id
-        RETURNING d.id, d.webhook_id, d.attempt_count
+        RETURNING d.id, d.webhook_id, d.attempt_count, d.status
     ),
     attempts AS (
         INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, failure,
@@ -253,7 +253,7 @@ const RECORD_ATTEMPTS: &str = "WITH input AS (
             i.error, i.excerpt
         FROM updated u JOIN input i ON i.delivery_id = u.id
     )
-    SELECT id, webhook_id FROM updated";
+    SELECT id, webhook_id, status = 'cancelled' FROM updated";
 
 /// The columns of [`RECORD_ATTEMPTS`], one vector per parameter.
 #[derive(Default)]
@@ -334,23 +334,25 @@ async fn record_in(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    let recorded: HashMap<Uuid, Uuid> = sqlx::query_as::<_, (Uuid, Uuid)>(RECORD_ATTEMPTS)
-        .bind(columns.delivery)
-        .bind(columns.lease)
-        .bind(columns.status)
-        .bind(columns.next_at)
-        .bind(columns.now)
-        .bind(columns.started_at)
-        .bind(columns.duration_ms)
-        .bind(columns.status_code)
-        .bind(columns.failure)
-        .bind(columns.error)
-        .bind(columns.excerpt)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .collect();
+    let recorded: HashMap<Uuid, (Uuid, bool)> =
+        sqlx::query_as::<_, (Uuid, Uuid, bool)>(RECORD_ATTEMPTS)
+            .bind(columns.delivery)
+            .bind(columns.lease)
+            .bind(columns.status)
+            .bind(columns.next_at)
+            .bind(columns.now)
+            .bind(columns.started_at)
+            .bind(columns.duration_ms)
+            .bind(columns.status_code)
+            .bind(columns.failure)
+            .bind(columns.error)
+            .bind(columns.excerpt)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|(id, webhook, cancelled)| (id, (webhook, cancelled)))
+            .collect();
 
     // Health, result by result: a success clears it, a failure starts it if it was clear.
     let mut health: HashMap<Uuid, Option<i64>> = HashMap::with_capacity(health_rows.len());
@@ -365,9 +367,11 @@ async fn record_in(
     // Keyed by webhook: the last reason wins, as one call after another, and the locks are
     // taken in id order like every other webhook lock.
     let mut disables = BTreeMap::new();
+    // Retries recorded as pending, by webhook: a 410 in the batch cancels them.
+    let mut retried: Vec<(usize, Uuid)> = Vec::new();
     for (result, first) in results.iter().zip(first) {
-        let webhook = match recorded.get(&result.delivery_id.as_uuid()) {
-            Some(webhook) if first => *webhook,
+        let (webhook, cancelled) = match recorded.get(&result.delivery_id.as_uuid()) {
+            Some(recorded) if first => *recorded,
             _ => {
                 outcomes.push(RecordOutcome::LeaseLost);
                 continue;
@@ -383,8 +387,14 @@ async fn record_in(
             *since = Some(result.attempt.started_at.as_millis());
         }
         touched.insert(webhook);
-        outcomes.push(RecordOutcome::Recorded {
-            failing_since: since.map(Timestamp::from_millis),
+        let failing_since = since.map(Timestamp::from_millis);
+        if !cancelled && matches!(result.next, NextState::RetryAt(_)) {
+            retried.push((outcomes.len(), webhook));
+        }
+        outcomes.push(if cancelled {
+            RecordOutcome::Cancelled { failing_since }
+        } else {
+            RecordOutcome::Recorded { failing_since }
         });
     }
     if !touched.is_empty() {
@@ -405,6 +415,11 @@ async fn record_in(
     }
     // A 410 Gone disables the webhook and cancels its pending deliveries, retries just
     // recorded in this batch included.
+    for (index, webhook) in retried {
+        if disables.contains_key(&webhook) {
+            outcomes[index] = outcomes[index].cancelled();
+        }
+    }
     for (webhook, (reason, now)) in disables {
         disable_in(&mut *conn, webhook, reason, now).await?;
     }

@@ -99,6 +99,15 @@ pub(super) async fn record_then_claim(
     }
 }
 
+/// The outcome of a written result.
+fn outcome(cancelled: bool, failing_since: Option<Timestamp>) -> RecordOutcome {
+    if cancelled {
+        RecordOutcome::Cancelled { failing_since }
+    } else {
+        RecordOutcome::Recorded { failing_since }
+    }
+}
+
 /// Whether some delivery appears with two different leases.
 fn two_leases_of_one_delivery(results: &[AttemptResult]) -> bool {
     let mut leases = HashMap::with_capacity(results.len());
@@ -201,6 +210,7 @@ pub(super) fn states_sql(n: usize) -> String {
          FROM r WHERE deliveries.id = r.id AND deliveries.lease_token = r.lease \
            AND deliveries.status = 'delivering' \
          RETURNING deliveries.id, deliveries.attempt_count, deliveries.webhook_id, \
+           deliveries.status, \
            (SELECT failing_since FROM webhooks WHERE webhooks.id = deliveries.webhook_id) \
              AS failing_since",
         value_rows("(?, ?, ?, ?, ?)", n)
@@ -237,10 +247,12 @@ pub(super) const SAVE_HEALTH: &str = "\
 UPDATE webhooks SET failing_since = r.value ->> 1
 FROM json_each(?1) AS r WHERE webhooks.id = unhex(r.value ->> 0)";
 
-/// A delivery whose lease a result held: its attempt count after the attempt and its webhook.
+/// A delivery whose lease a result held: its attempt count after the attempt, its webhook, and
+/// whether the result's retry was cancelled (the webhook is disabled).
 struct Held {
     attempt_count: i64,
     webhook: Uuid,
+    cancelled: bool,
 }
 
 async fn batched(
@@ -282,6 +294,7 @@ async fn batched(
                 Held {
                     attempt_count: get(&row, "attempt_count")?,
                     webhook,
+                    cancelled: get::<&str>(&row, "status")? == "cancelled",
                 },
             );
         }
@@ -295,9 +308,8 @@ async fn batched(
         match held.get(&result.delivery_id.as_uuid()) {
             Some(delivery) if ended.insert(result.delivery_id) => {
                 recorded.push((result, delivery.attempt_count));
-                outcomes.push(RecordOutcome::Recorded {
-                    failing_since: health.apply(delivery.webhook, result),
-                });
+                let failing_since = health.apply(delivery.webhook, result);
+                outcomes.push(outcome(delivery.cancelled, failing_since));
             }
             _ => outcomes.push(RecordOutcome::LeaseLost),
         }
@@ -333,6 +345,9 @@ async fn one_by_one(
 ) -> Result<Vec<RecordOutcome>> {
     let mut health = Health::default();
     let mut outcomes = Vec::with_capacity(results.len());
+    // Retries recorded as pending, by webhook: a 410 later in the batch cancels them.
+    let mut retried: Vec<(usize, Uuid)> = Vec::new();
+    let mut disabled: HashSet<Uuid> = HashSet::new();
     for result in results {
         let (status, next_at) = next_state(result.next);
         let sql = format!(
@@ -341,7 +356,7 @@ async fn one_by_one(
              next_attempt_at = {NEXT_UNLESS_CANCELLED}, claimable_at = {NEXT_UNLESS_CANCELLED}, \
              lease_token = NULL, attempt_count = attempt_count + 1, updated_at = ? \
              FROM r WHERE id = ? AND lease_token = ? AND deliveries.status = 'delivering' \
-             RETURNING attempt_count, webhook_id"
+             RETURNING attempt_count, webhook_id, deliveries.status"
         );
         let updated = sqlx::query(&sql)
             .bind(status)
@@ -358,6 +373,7 @@ async fn one_by_one(
         };
         let number: i64 = get(&updated, "attempt_count")?;
         let webhook = uuid(&updated, "webhook_id")?;
+        let cancelled = get::<&str>(&updated, "status")? == "cancelled";
         let attempt = &result.attempt;
         sqlx::query(
             "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, failure, error, \
@@ -375,11 +391,19 @@ async fn one_by_one(
         .await
         .map_err(database_error)?;
         health.load(conn, webhook).await?;
-        outcomes.push(RecordOutcome::Recorded {
-            failing_since: health.apply(webhook, result),
-        });
+        let failing_since = health.apply(webhook, result);
+        if !cancelled && matches!(result.next, NextState::RetryAt(_)) {
+            retried.push((outcomes.len(), webhook));
+        }
+        outcomes.push(outcome(cancelled, failing_since));
         if let Some(reason) = &result.disable_webhook {
             webhooks::disable_in(conn, WebhookId::from_uuid(webhook), reason, result.now).await?;
+            disabled.insert(webhook);
+        }
+    }
+    for (index, webhook) in retried {
+        if disabled.contains(&webhook) {
+            outcomes[index] = outcomes[index].cancelled();
         }
     }
     health.save(conn).await?;

@@ -70,7 +70,7 @@ macro_rules! conformance_tests {
             webhooks::update_of_events_rewrites_the_fanout_index,
             webhooks::disabling_by_update_cancels_pending_deliveries,
             webhooks::a_retry_after_disabling_is_cancelled,
-            webhooks::a_retry_after_a_410_in_the_same_batch_is_cancelled,
+            webhooks::retries_in_a_batch_with_a_410_are_cancelled,
             webhooks::delete_cascades_to_deliveries_and_attempts,
             webhooks::list_webhooks_by_exact_scope_and_event_filter,
             webhooks::list_webhooks_pages_are_stable_under_inserts,

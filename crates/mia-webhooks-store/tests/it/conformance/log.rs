@@ -263,7 +263,7 @@ pub async fn failing_since_tracks_continuous_failure<B: TestBackend>(backend: B)
         .unwrap();
     let since = |o: &RecordOutcome| match o {
         RecordOutcome::Recorded { failing_since } => *failing_since,
-        RecordOutcome::LeaseLost => panic!("lease lost"),
+        other => panic!("not recorded as asked: {other:?}"),
     };
     assert_eq!(
         outcomes.iter().map(since).collect::<Vec<_>>(),

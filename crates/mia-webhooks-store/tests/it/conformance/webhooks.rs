@@ -466,7 +466,16 @@ pub async fn a_retry_after_disabling_is_cancelled<B: TestBackend>(backend: B) {
         .await
         .unwrap();
     assert!(
-        outcomes
+        matches!(
+            outcomes[0],
+            RecordOutcome::Cancelled {
+                failing_since: Some(_)
+            }
+        ),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[1..]
             .iter()
             .all(|o| matches!(o, RecordOutcome::Recorded { .. })),
         "{outcomes:?}"
@@ -509,10 +518,14 @@ pub async fn a_retry_after_disabling_is_cancelled<B: TestBackend>(backend: B) {
         .unwrap();
     let claimed = store.claim(&claim_at(at(132), 10)).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    store
+    let outcomes = store
         .record(&[failure(&claimed[0], at(133), NextState::RetryAt(at(200)))])
         .await
         .unwrap();
+    assert!(
+        matches!(outcomes[0], RecordOutcome::Recorded { .. }),
+        "{outcomes:?}"
+    );
     let again = deliveries_of(&store, hook.id).await;
     let retry = again
         .iter()
@@ -523,32 +536,47 @@ pub async fn a_retry_after_disabling_is_cancelled<B: TestBackend>(backend: B) {
 }
 
 /// The same within one batch: a 410 Gone disables the webhook (the one-result-at-a-time path
-/// of the SQL backends) and a retry of another of its deliveries after it is cancelled.
-pub async fn a_retry_after_a_410_in_the_same_batch_is_cancelled<B: TestBackend>(backend: B) {
+/// of the SQL backends), and the retries of its other deliveries in the batch, before and after
+/// the 410, end cancelled and say so.
+pub async fn retries_in_a_batch_with_a_410_are_cancelled<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
     let hook = webhook("instance", &["tag_created"]);
     store.create_webhook(&hook).await.unwrap();
-    let two = [
-        event("tag_created", None, None),
-        event("tag_created", None, None),
-    ];
-    store.ingest(&two, T0).await.unwrap();
-    let claimed = store.claim(&claim_at(at(1), 2)).await.unwrap();
-    assert_eq!(claimed.len(), 2);
+    let three: Vec<_> = (0..3).map(|_| event("tag_created", None, None)).collect();
+    store.ingest(&three, T0).await.unwrap();
+    let claimed = store.claim(&claim_at(at(1), 3)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
     let mut gone = failure(&claimed[0], at(2), NextState::Failed);
     gone.attempt.status_code = Some(410);
     gone.disable_webhook = Some("the receiver answered 410 Gone".into());
-    store
+    let outcomes = store
         .record(&[
-            gone,
             failure(&claimed[1], at(2), NextState::RetryAt(at(60))),
+            gone,
+            failure(&claimed[2], at(2), NextState::RetryAt(at(60))),
         ])
         .await
         .unwrap();
+    let failing = Some(at(2));
+    assert_eq!(
+        outcomes,
+        [
+            RecordOutcome::Cancelled {
+                failing_since: failing
+            },
+            RecordOutcome::Recorded {
+                failing_since: failing
+            },
+            RecordOutcome::Cancelled {
+                failing_since: failing
+            },
+        ]
+    );
     let deliveries = deliveries_of(&store, hook.id).await;
     let status = |id| deliveries.iter().find(|d| d.id == id).unwrap().status;
     assert_eq!(status(claimed[0].delivery_id), DeliveryStatus::Failed);
     assert_eq!(status(claimed[1].delivery_id), DeliveryStatus::Cancelled);
+    assert_eq!(status(claimed[2].delivery_id), DeliveryStatus::Cancelled);
     assert!(!store.get_webhook(hook.id).await.unwrap().unwrap().enabled);
     assert!(
         store
