@@ -3,6 +3,8 @@
 //! deliveries to a dead endpoint. One test binary; its tests run one at a time (see
 //! [`support::exclusive`]).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod database_outage;
 mod receiver_outage;

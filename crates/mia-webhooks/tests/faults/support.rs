@@ -140,23 +140,7 @@ impl Server {
 
     /// SIGTERM, and waits (bounded) for the exit status.
     pub(crate) fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::common::terminate(&mut self.child, Duration::from_secs(40))
     }
 
     /// The last `n` lines of stderr, for failure messages.
