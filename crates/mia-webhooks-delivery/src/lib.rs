@@ -51,6 +51,7 @@ mod address_guard;
 mod classify;
 mod config;
 mod error;
+mod intake;
 mod retry;
 mod sender;
 mod store_round;
@@ -61,6 +62,7 @@ pub use address_guard::{
 };
 pub use config::{DeliveryConfig, LEASE_MARGIN};
 pub use error::DeliveryError;
+pub use intake::Reservation;
 pub use retry::{DEFAULT_SCHEDULE, Decision, RetryPolicy, parse_retry_after};
 pub use sender::{
     AttemptReport, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, Sender, USER_AGENT,

@@ -21,6 +21,7 @@ use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::intake::{Intake, Reservation};
 use crate::store_round::{Pending, StoreOp, StoreOpDone, ToDisable, run_store_op, wait_op};
 use crate::{AttemptReport, DeliveryConfig, DeliveryError, Sender};
 
@@ -33,10 +34,11 @@ const MAX_CLAIM_WAIT: Duration = Duration::from_millis(10);
 /// are forgotten (memory stays bounded with any backlog); `idle_poll` finds those.
 const MAX_RETRY_WAKES: usize = 4096;
 
-/// Wakes a [`Dispatcher`] early. Cheap to clone.
+/// Wakes a [`Dispatcher`] early, or hands it deliveries leased for it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DispatcherHandle {
     notify: Arc<Notify>,
+    intake: Arc<Intake>,
 }
 
 impl DispatcherHandle {
@@ -45,6 +47,14 @@ impl DispatcherHandle {
     /// is remembered.
     pub fn notify(&self) {
         self.notify.notify_one();
+    }
+
+    /// Reserves free slots of the dispatcher for a claim made on its behalf, typically
+    /// `Store::ingest_then_claim` by an ingestion in this process; hand the claimed deliveries
+    /// over with [`Reservation::hand_over`]. `None` when the dispatcher has no room, is not
+    /// running or is stopping: then ingest alone and [`DispatcherHandle::notify`].
+    pub fn reserve(&self) -> Option<Reservation> {
+        self.intake.reserve()
     }
 }
 
@@ -73,6 +83,7 @@ pub struct Dispatcher<S> {
     sender: Sender,
     config: DeliveryConfig,
     notify: Arc<Notify>,
+    intake: Arc<Intake>,
     rng: StdRng,
     /// Webhooks this loop disabled, with the version (last edit) it disabled.
     disabled: HashMap<WebhookId, Timestamp>,
@@ -93,8 +104,10 @@ struct Finished {
 struct RunState {
     in_flight: JoinSet<Finished>,
     leases: HashMap<Id, (DeliveryId, LeaseToken)>,
-    /// Claimed, not started.
+    /// Claimed (or handed over), not started.
     ready: VecDeque<ClaimedDelivery>,
+    /// The limit of the claim in flight, if any: leases that may come back from it.
+    claiming: usize,
     /// To give back without an attempt.
     to_release: Vec<(DeliveryId, LeaseToken)>,
     pending: Vec<Pending>,
@@ -140,11 +153,18 @@ impl<S: Store> Dispatcher<S> {
         config: DeliveryConfig,
     ) -> Result<Self, DeliveryError> {
         config.validate()?;
+        let intake = Intake::new(
+            config.max_in_flight + config.claim_batch,
+            config.claim_batch,
+            config.lease,
+            config.per_webhook_cap,
+        );
         Ok(Dispatcher {
             store,
             sender,
             config,
             notify: Arc::new(Notify::new()),
+            intake: Arc::new(intake),
             rng: StdRng::from_os_rng(),
             disabled: HashMap::new(),
         })
@@ -160,6 +180,7 @@ impl<S: Store> Dispatcher<S> {
     pub fn handle(&self) -> DispatcherHandle {
         DispatcherHandle {
             notify: Arc::clone(&self.notify),
+            intake: Arc::clone(&self.intake),
         }
     }
 
@@ -173,6 +194,7 @@ impl<S: Store> Dispatcher<S> {
             in_flight: JoinSet::new(),
             leases: HashMap::new(),
             ready: VecDeque::new(),
+            claiming: 0,
             to_release: Vec::new(),
             pending: Vec::new(),
             to_disable: Vec::new(),
@@ -191,8 +213,9 @@ impl<S: Store> Dispatcher<S> {
             max_in_flight = self.config.max_in_flight,
             "delivery dispatcher started"
         );
-        // At most this many leases are held: the attempts in flight and one batch ready.
-        let capacity = self.config.max_in_flight + self.config.claim_batch;
+        // At most `max_in_flight + claim_batch` leases are held: the attempts in flight and one
+        // batch ready (the intake counts them, with what it reserved for claims made for us).
+        self.intake.set_open(true);
         let claim_threshold = (self.config.claim_batch / 2).max(1);
 
         loop {
@@ -200,6 +223,7 @@ impl<S: Store> Dispatcher<S> {
                 self.joined(&mut state, joined);
             }
             let stopping = state.grace_until.is_some();
+            let room = self.take_intake(&mut state);
             if !stopping {
                 while state.in_flight.len() < self.config.max_in_flight {
                     let Some(delivery) = state.ready.pop_front() else {
@@ -210,14 +234,23 @@ impl<S: Store> Dispatcher<S> {
             }
             let now = Instant::now();
             let record_ready = state.record_backoff.is_none_or(|at| at <= now);
-            let room = capacity.saturating_sub(state.in_flight.len() + state.ready.len());
             if state.store_op.is_none() {
-                let claim = !stopping
+                let wanted = !stopping
                     && state.claim_allowed
                     && room > 0
                     && (!state.backlog
                         || room >= claim_threshold
                         || now >= state.last_claim + MAX_CLAIM_WAIT);
+                // Taken from the intake at once, so that no claim made for this loop meanwhile
+                // can use the same slots.
+                let limit = if wanted {
+                    let held = state.in_flight.len() + state.ready.len();
+                    self.intake
+                        .take_room(held, room.min(self.config.claim_batch))
+                } else {
+                    0
+                };
+                let claim = limit > 0;
                 let flush = !state.pending.is_empty()
                     && record_ready
                     && (claim
@@ -239,7 +272,7 @@ impl<S: Store> Dispatcher<S> {
                         disables: std::mem::take(&mut state.to_disable),
                         release: std::mem::take(&mut state.to_release),
                         claim: claim.then(|| ClaimRequest {
-                            limit: room.min(self.config.claim_batch),
+                            limit,
                             lease: self.config.lease,
                             per_webhook_cap: self.config.per_webhook_cap,
                             now: Timestamp::now(),
@@ -248,6 +281,7 @@ impl<S: Store> Dispatcher<S> {
                     if let Some(request) = &op.claim {
                         state.last_claim = now;
                         state.claimed_at = request.now;
+                        state.claiming = request.limit;
                     }
                     // Results left over (more than a batch) go with the next round at once.
                     state.flush_at = (!state.pending.is_empty()).then_some(now);
@@ -266,6 +300,8 @@ impl<S: Store> Dispatcher<S> {
                 break;
             }
 
+            // Whether idle is what the intake sees while the loop sleeps.
+            self.take_intake(&mut state);
             // Sleep until the first thing that needs the loop.
             let mut wake = now + self.config.idle_poll;
             if !state.pending.is_empty() {
@@ -290,6 +326,8 @@ impl<S: Store> Dispatcher<S> {
                     tracing::info!(in_flight = state.in_flight.len(), "delivery dispatcher stopping");
                     state.grace_until = Some(Instant::now() + self.config.shutdown_grace);
                     state.to_release.extend(state.ready.drain(..).map(|d| (d.delivery_id, d.lease)));
+                    let handed = self.intake.close();
+                    state.to_release.extend(handed.iter().map(|d| (d.delivery_id, d.lease)));
                 }
                 done = wait_op(&mut state.store_op), if state.store_op.is_some() => {
                     state.store_op = None;
@@ -301,6 +339,8 @@ impl<S: Store> Dispatcher<S> {
                 () = self.notify.notified(), if !stopping => {
                     state.claim_allowed = true;
                 }
+                // Deliveries handed over: the next turn of the loop takes and starts them.
+                () = self.intake.arrived.notified(), if !stopping => {}
                 () = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     if state.grace_until.is_some_and(|grace| grace <= now) {
@@ -322,6 +362,20 @@ impl<S: Store> Dispatcher<S> {
         }
         tracing::info!("delivery dispatcher stopped");
         Ok(())
+    }
+
+    /// Takes what was handed over into `ready` and tells the intake what this loop holds and
+    /// whether it is idle; returns the room left for a claim.
+    fn take_intake(&self, state: &mut RunState) -> usize {
+        let held = state.in_flight.len() + state.ready.len() + state.claiming;
+        let idle = state.idle() && state.grace_until.is_none();
+        let before = state.ready.len();
+        let room = self.intake.exchange(held, idle, &mut state.ready);
+        let handed = state.ready.len() - before;
+        if handed > 0 {
+            metrics::counter!("mia_webhooks_claimed_total").increment(handed as u64);
+        }
+        room
     }
 
     fn start(&self, state: &mut RunState, delivery: ClaimedDelivery) {
@@ -427,6 +481,7 @@ impl<S: Store> Dispatcher<S> {
         let Some((limit, claimed)) = done.claimed else {
             return;
         };
+        state.claiming = 0;
         let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(err) => {

@@ -9,11 +9,18 @@
 //! means "stored with its deliveries" (the at-least-once guarantee). An idle server writes a
 //! lone event at once: batching adds no wait, it only collects what queued up during the
 //! previous commit.
+//!
+//! With in-process delivery workers that have free slots, the same transaction also leases
+//! deliveries for them (`Store::ingest_then_claim`), which are handed straight over: the
+//! workers start the attempts without a claim of their own. What they could not take is left
+//! due, and the workers are woken to claim it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use mia_webhooks_model::Timestamp;
-use mia_webhooks_store::{AnyStore, IngestReceipt, NewEvent, Store, StoreError};
+use mia_webhooks_delivery::DispatcherHandle;
+use mia_webhooks_model::{EventId, Timestamp};
+use mia_webhooks_store::{AnyStore, ClaimedDelivery, IngestReceipt, NewEvent, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -40,9 +47,14 @@ pub(crate) enum BatchError {
 }
 
 impl IngestBatcher {
-    /// Starts the batching task over `store`; it ends when the last clone of the returned
-    /// handle is dropped, after writing what was queued. Must be called within a Tokio runtime.
-    pub(crate) fn spawn(store: Arc<AnyStore>, max_batch: usize) -> IngestBatcher {
+    /// Starts the batching task over `store`, feeding `workers` (the in-process dispatcher, if
+    /// any); it ends when the last clone of the returned handle is dropped, after writing what
+    /// was queued. Must be called within a Tokio runtime.
+    pub(crate) fn spawn(
+        store: Arc<AnyStore>,
+        max_batch: usize,
+        workers: Option<DispatcherHandle>,
+    ) -> IngestBatcher {
         let max_batch = max_batch.max(1);
         // SQLite has one writer: a second transaction in flight would only wait for it, with
         // fewer events. PostgreSQL commits concurrent transactions in parallel (and their WAL
@@ -53,7 +65,7 @@ impl IngestBatcher {
         };
         // Requests beyond a few batches wait for room (back pressure).
         let (queue, receiver) = mpsc::channel(4 * max_batch);
-        tokio::spawn(run(store, receiver, max_batch, in_flight));
+        tokio::spawn(run(store, receiver, max_batch, in_flight, workers));
         IngestBatcher { queue }
     }
 
@@ -77,6 +89,7 @@ async fn run(
     mut receiver: mpsc::Receiver<(NewEvent, Reply)>,
     max_batch: usize,
     in_flight: usize,
+    workers: Option<DispatcherHandle>,
 ) {
     let mut writes = JoinSet::new();
     let mut waiting = Vec::with_capacity(max_batch);
@@ -90,15 +103,19 @@ async fn run(
             return;
         }
         let batch = std::mem::replace(&mut waiting, Vec::with_capacity(max_batch));
-        writes.spawn(write(Arc::clone(&store), batch));
+        writes.spawn(write(Arc::clone(&store), batch, workers.clone()));
     }
 }
 
 /// Writes one batch and answers its requests.
-async fn write(store: Arc<AnyStore>, batch: Vec<(NewEvent, Reply)>) {
+async fn write(
+    store: Arc<AnyStore>,
+    batch: Vec<(NewEvent, Reply)>,
+    workers: Option<DispatcherHandle>,
+) {
     let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
     let count = events.len();
-    match store.ingest(&events, Timestamp::now()).await {
+    match ingest(&store, &events, workers.as_ref()).await {
         Ok(receipts) => {
             metrics::counter!("mia_webhooks_events_ingested_total").increment(count as u64);
             for (reply, receipt) in replies.into_iter().zip(receipts) {
@@ -138,7 +155,63 @@ async fn write(store: Arc<AnyStore>, batch: Vec<(NewEvent, Reply)>) {
                 }
                 let _ = reply.send(result);
             }
+            if let Some(workers) = &workers {
+                workers.notify();
+            }
         }
+    }
+}
+
+/// Ingests `events`. When `workers` have free slots, their deliveries are leased in the same
+/// transaction and handed over; whatever is left due (no room, the per-webhook cap, a failed
+/// claim), the workers are woken to claim.
+async fn ingest(
+    store: &AnyStore,
+    events: &[NewEvent],
+    workers: Option<&DispatcherHandle>,
+) -> Result<Vec<IngestReceipt>, StoreError> {
+    let now = Timestamp::now();
+    let Some(workers) = workers else {
+        return store.ingest(events, now).await;
+    };
+    let mut handed_new = 0;
+    let receipts = match workers.reserve() {
+        None => store.ingest(events, now).await?,
+        Some(reservation) => {
+            let (ingested, claimed) = store
+                .ingest_then_claim(events, now, &reservation.request(now))
+                .await;
+            match claimed {
+                Ok(claimed) => {
+                    // The claim takes due deliveries in due order: older ones may come first.
+                    let ids: HashSet<EventId> = events.iter().map(|e| e.id).collect();
+                    handed_new = claimed.iter().filter(|d| ids.contains(&d.event_id)).count();
+                    if let Err(back) = reservation.hand_over(claimed) {
+                        handed_new = 0;
+                        release(store, &back).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %crate::error::ErrorChain(&err),
+                        "leasing deliveries with their ingestion failed; the workers will claim them");
+                }
+            }
+            ingested?
+        }
+    };
+    let queued: usize = receipts.iter().map(|r| r.deliveries).sum();
+    if queued > handed_new {
+        workers.notify();
+    }
+    Ok(receipts)
+}
+
+/// Gives back deliveries leased for workers that stopped meanwhile.
+async fn release(store: &AnyStore, claimed: &[ClaimedDelivery]) {
+    let leases: Vec<_> = claimed.iter().map(|d| (d.delivery_id, d.lease)).collect();
+    if let Err(err) = store.release(&leases).await {
+        tracing::warn!(error = %crate::error::ErrorChain(&err), deliveries = leases.len(),
+            "deliveries leased for stopped workers could not be released; their leases will expire");
     }
 }
 
@@ -180,7 +253,7 @@ mod tests {
             updated_at: now,
         };
         store.create_webhook(&webhook).await.unwrap();
-        let batcher = IngestBatcher::spawn(Arc::clone(&store), 64);
+        let batcher = IngestBatcher::spawn(Arc::clone(&store), 64, None);
         let mut tasks = JoinSet::new();
         let mut ids = Vec::new();
         for n in 0..600 {
@@ -233,7 +306,7 @@ mod tests {
             jobs.push((new, reply));
             answers.push(answer);
         }
-        write(Arc::clone(&store), jobs).await;
+        write(Arc::clone(&store), jobs, None).await;
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.unwrap());

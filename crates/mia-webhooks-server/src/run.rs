@@ -106,23 +106,22 @@ impl Server {
         };
         delivery_config.validate()?;
 
-        let (workers, wake): (Option<JoinHandle<()>>, Box<dyn Fn() + Send + Sync>) =
-            if config.workers {
-                let sender = Sender::new(&delivery_config)?;
-                let dispatcher = Dispatcher::new(store.clone(), sender, delivery_config.clone())?;
-                let handle = dispatcher.handle();
-                let token = cancel.clone();
-                let task = tokio::spawn(async move {
-                    if let Err(err) = dispatcher.run(token).await {
-                        tracing::error!(error = %err, "delivery workers stopped with an error");
-                    }
-                });
-                (Some(task), Box::new(move || handle.notify()))
-            } else {
-                (None, Box::new(|| {}))
-            };
+        let (workers, handle) = if config.workers {
+            let sender = Sender::new(&delivery_config)?;
+            let dispatcher = Dispatcher::new(store.clone(), sender, delivery_config.clone())?;
+            let handle = dispatcher.handle();
+            let token = cancel.clone();
+            let task = tokio::spawn(async move {
+                if let Err(err) = dispatcher.run(token).await {
+                    tracing::error!(error = %err, "delivery workers stopped with an error");
+                }
+            });
+            (Some(task), Some(handle))
+        } else {
+            (None, None)
+        };
 
-        let state = AppState::new(store.clone(), catalog, guard, wake)
+        let state = AppState::new(store.clone(), catalog, guard, handle)
             .with_body_limit(config.body_limit)
             .with_ingest_batch(config.ingest_batch);
         let router = crate::router(state);

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use mia_webhooks_delivery::AddressGuard;
+use mia_webhooks_delivery::{AddressGuard, DispatcherHandle};
 use mia_webhooks_model::EventCatalog;
 use mia_webhooks_store::{AnyStore, ApiToken, TokenHash};
 
@@ -20,7 +20,8 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<AnyStore>,
     pub(crate) catalog: EventCatalog,
     pub(crate) guard: AddressGuard,
-    pub(crate) wake_workers: Box<dyn Fn() + Send + Sync>,
+    /// The in-process delivery workers, if any.
+    pub(crate) workers: Option<DispatcherHandle>,
     pub(crate) tokens: TokenCache,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) body_limit: usize,
@@ -31,20 +32,21 @@ pub(crate) struct Inner {
 }
 
 impl AppState {
-    /// State over `store`. `wake_workers` is called after each ingestion so that in-process
-    /// workers start at once (pass `|| {}` when there are none).
+    /// State over `store`. `workers`, the in-process delivery workers if any, take the
+    /// deliveries of each ingestion at once: leased in its transaction when they have room
+    /// ([`DispatcherHandle::reserve`]), or woken to claim them.
     pub fn new(
         store: Arc<AnyStore>,
         catalog: EventCatalog,
         guard: AddressGuard,
-        wake_workers: impl Fn() + Send + Sync + 'static,
+        workers: Option<DispatcherHandle>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 store,
                 catalog,
                 guard,
-                wake_workers: Box::new(wake_workers),
+                workers,
                 tokens: TokenCache::default(),
                 metrics: crate::metrics::handle(),
                 body_limit: 1024 * 1024,
@@ -82,10 +84,21 @@ impl AppState {
         &self.inner.store
     }
 
+    /// Wakes the in-process workers, if any, to claim deliveries just queued.
+    pub(crate) fn wake_workers(&self) {
+        if let Some(workers) = &self.inner.workers {
+            workers.notify();
+        }
+    }
+
     /// The group-commit ingestion of this state's store, started on first use.
     pub(crate) fn ingest(&self) -> &IngestBatcher {
         self.inner.ingest.get_or_init(|| {
-            IngestBatcher::spawn(Arc::clone(&self.inner.store), self.inner.ingest_batch)
+            IngestBatcher::spawn(
+                Arc::clone(&self.inner.store),
+                self.inner.ingest_batch,
+                self.inner.workers.clone(),
+            )
         })
     }
 }

@@ -158,6 +158,15 @@ impl Store for AnyStore {
         delegate!(self, s => s.record(results))
     }
 
+    async fn ingest_then_claim(
+        &self,
+        events: &[NewEvent],
+        now: Timestamp,
+        request: &ClaimRequest,
+    ) -> (Result<Vec<IngestReceipt>>, Result<Vec<ClaimedDelivery>>) {
+        delegate!(self, s => s.ingest_then_claim(events, now, request))
+    }
+
     async fn record_then_claim(
         &self,
         results: &[AttemptResult],

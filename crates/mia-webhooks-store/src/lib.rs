@@ -188,6 +188,28 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<IngestReceipt>>> + Send;
 
+    /// [`Store::ingest`] then [`Store::claim`]: an in-process dispatcher with free slots
+    /// leases the deliveries an ingestion creates (and any others due) without a claim of its
+    /// own. A backend may do both in one transaction (SQLite does: on the path from ingestion to
+    /// first attempt, a transaction and a wake-up of the dispatcher fewer); then a failed commit
+    /// writes neither. A failed claim does not lose the events (they are written on their own,
+    /// and the claim's error is returned beside their receipts); when the ingestion fails,
+    /// nothing is claimed.
+    fn ingest_then_claim(
+        &self,
+        events: &[NewEvent],
+        now: Timestamp,
+        request: &ClaimRequest,
+    ) -> impl Future<Output = (Result<Vec<IngestReceipt>>, Result<Vec<ClaimedDelivery>>)> + Send
+    {
+        async move {
+            match self.ingest(events, now).await {
+                Ok(receipts) => (Ok(receipts), self.claim(request).await),
+                Err(err) => (Err(err), Ok(Vec::new())),
+            }
+        }
+    }
+
     /// Writes an event and one pending delivery to `webhook` only, whatever it subscribes to
     /// and even when it is disabled ("send test event"). `None` when the webhook does not exist.
     fn ingest_for_webhook(

@@ -75,6 +75,8 @@ for_each_store!(
     a_stop_during_50_attempts_lets_them_finish_and_sends_none_again,
     a_stop_aborts_attempts_past_the_grace_and_releases_them,
     an_ingested_event_wakes_an_idle_dispatcher,
+    deliveries_handed_over_are_sent_without_a_claim_of_its_own,
+    a_dispatcher_that_stopped_gives_handed_deliveries_back,
 );
 
 /// A running dispatcher.
@@ -528,6 +530,93 @@ async fn an_ingested_event_wakes_an_idle_dispatcher<S: Store>(t: TestStore<S>) {
     wait_for("the event is delivered", || receiver.count() == 1).await;
     wait_stats(&*t.store, "the delivery succeeded", |s| s.succeeded == 1).await;
     running.stop_within(Duration::from_secs(10)).await;
+}
+
+/// Waits until the dispatcher takes deliveries on its behalf, and reserves its slots.
+async fn reserve(handle: &DispatcherHandle) -> mia_webhooks_delivery::Reservation {
+    wait_for("the dispatcher opens its intake", || {
+        handle.reserve().is_some()
+    })
+    .await;
+    handle.reserve().unwrap()
+}
+
+async fn deliveries_handed_over_are_sent_without_a_claim_of_its_own<S: Store>(t: TestStore<S>) {
+    let receiver = Receiver::start(|_| Reply::Status(200)).await;
+    let hooks = [webhook(&receiver.url()), webhook(&receiver.url())];
+    for hook in &hooks {
+        add_webhook(&*t.store, hook).await;
+    }
+    // Neither polled nor notified: only what is handed over can reach the receiver.
+    let config = DeliveryConfig {
+        idle_poll: Duration::from_secs(3600),
+        ..local_config()
+    };
+    let running = Running::start(&t.store, config.clone());
+    let reservation = reserve(&running.handle).await;
+    assert_eq!(
+        reservation.slots(),
+        config.claim_batch,
+        "an idle dispatcher offers a claim batch"
+    );
+    let now = Timestamp::now();
+    let events = [new_event(1), new_event(2)];
+    let (receipts, claimed) = t
+        .store
+        .ingest_then_claim(&events, now, &reservation.request(now))
+        .await;
+    assert!(receipts.unwrap().iter().all(|r| r.deliveries == 2));
+    let claimed = claimed.unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(claimed.iter().all(|d| d.leased_until > now));
+    reservation.hand_over(claimed).unwrap();
+
+    wait_for("the four are delivered", || receiver.count() == 4).await;
+    wait_stats(&*t.store, "the four succeeded", |s| s.succeeded == 4).await;
+    let mut ids = delivery_ids(&receiver);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each delivery once");
+    for hook in &hooks {
+        assert!(
+            deliveries(&*t.store, hook)
+                .await
+                .iter()
+                .all(|d| d.attempt_count == 1 && d.status == DeliveryStatus::Succeeded)
+        );
+    }
+    running.stop_within(Duration::from_secs(10)).await;
+}
+
+async fn a_dispatcher_that_stopped_gives_handed_deliveries_back<S: Store>(t: TestStore<S>) {
+    let receiver = Receiver::start(|_| Reply::Status(200)).await;
+    let hook = webhook(&receiver.url());
+    add_webhook(&*t.store, &hook).await;
+    let config = DeliveryConfig {
+        idle_poll: Duration::from_secs(3600),
+        ..local_config()
+    };
+    let running = Running::start(&t.store, config);
+    let reservation = reserve(&running.handle).await;
+    let handle = running.handle.clone();
+    running.stop_within(Duration::from_secs(10)).await;
+    assert!(
+        handle.reserve().is_none(),
+        "a stopped dispatcher reserves nothing"
+    );
+
+    let now = Timestamp::now();
+    let (receipts, claimed) = t
+        .store
+        .ingest_then_claim(&[new_event(1)], now, &reservation.request(now))
+        .await;
+    assert_eq!(receipts.unwrap()[0].deliveries, 1);
+    let back = reservation
+        .hand_over(claimed.unwrap())
+        .expect_err("a stopped dispatcher takes nothing");
+    assert_eq!(back.len(), 1);
+    assert_eq!(receiver.count(), 0);
+    assert_eq!(stats(&*t.store).await.delivering, 1);
 }
 
 #[tokio::test]

@@ -93,7 +93,7 @@ pub(crate) async fn redeliver(
         .redeliver(detail.delivery.id, Timestamp::now())
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
-    (state.inner.wake_workers)();
+    state.wake_workers();
     Ok((StatusCode::ACCEPTED, Json(DeliveryBody::from(&delivery))))
 }
 

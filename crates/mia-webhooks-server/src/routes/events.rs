@@ -52,10 +52,8 @@ pub(crate) async fn ingest(
         BatchError::Store(err) => ApiError::from(err),
         stopped @ BatchError::Stopped => ApiError::internal(&stopped),
     })?;
+    // The batcher handed the deliveries to the in-process workers (or woke them).
     let deliveries = receipt.deliveries;
-    if deliveries > 0 {
-        (state.inner.wake_workers)();
-    }
     tracing::debug!(event_id = %id, event = %name, deliveries, "event ingested");
     Ok((
         StatusCode::ACCEPTED,
@@ -116,7 +114,7 @@ pub(crate) async fn send_test(
         .ingest_for_webhook(&new, webhook.id, now)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    (state.inner.wake_workers)();
+    state.wake_workers();
     Ok((
         StatusCode::ACCEPTED,
         Json(IngestBody {

@@ -96,9 +96,12 @@ impl SqliteStore {
             .row_buffer_size(ROW_BUFFER)
             // Statement journals and temporary indexes in memory, not in files of the temp dir.
             .pragma("temp_store", "memory");
+        // A pool tests an idle connection before lending it (`ping`): a round trip to the
+        // connection's thread on every transaction, for a local file that cannot hang up.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(
                 connect
                     .clone()
@@ -116,6 +119,7 @@ impl SqliteStore {
             .map_err(database_error)?;
         MIGRATOR.run(&writer).await.map_err(migration_error)?;
         let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.max_connections.unwrap_or(DEFAULT_READERS).max(1))
             .connect_with(connect.clone().read_only(true))
             .await
@@ -258,6 +262,15 @@ impl Store for SqliteStore {
 
     async fn record(&self, results: &[AttemptResult]) -> Result<Vec<RecordOutcome>> {
         record::record(self, results).await
+    }
+
+    async fn ingest_then_claim(
+        &self,
+        events: &[NewEvent],
+        now: Timestamp,
+        request: &ClaimRequest,
+    ) -> (Result<Vec<IngestReceipt>>, Result<Vec<ClaimedDelivery>>) {
+        queue::ingest_then_claim(self, events, now, request).await
     }
 
     async fn record_then_claim(

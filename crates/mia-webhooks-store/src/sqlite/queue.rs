@@ -44,7 +44,61 @@ pub(super) async fn ingest(
         return Ok(Vec::new());
     }
     let mut tx = store.write().await?;
-    insert_events(&mut tx, events, now, &store.options).await?;
+    let receipts = ingest_in(&mut tx, store, events, now).await?;
+    tx.commit().await.map_err(database_error)?;
+    for event in events {
+        keep_event(store, event);
+    }
+    Ok(receipts)
+}
+
+/// Ingests then claims in one write transaction (see `Store::ingest_then_claim`). The events
+/// go into the event cache before the claim reads them, so that the claim finds their bytes
+/// without a statement; should the transaction not commit, the cache holds events no delivery
+/// names, which is harmless.
+pub(super) async fn ingest_then_claim(
+    store: &SqliteStore,
+    events: &[NewEvent],
+    now: Timestamp,
+    request: &ClaimRequest,
+) -> (Result<Vec<IngestReceipt>>, Result<Vec<ClaimedDelivery>>) {
+    if events.is_empty() {
+        return (Ok(Vec::new()), claim(store, request).await);
+    }
+    let mut tx = match store.write().await {
+        Ok(tx) => tx,
+        Err(err) => return (Err(err), Ok(Vec::new())),
+    };
+    let receipts = match ingest_in(&mut tx, store, events, now).await {
+        Ok(receipts) => receipts,
+        Err(err) => return (Err(err), Ok(Vec::new())),
+    };
+    for event in events {
+        keep_event(store, event);
+    }
+    let claimed = match claim_in(&mut tx, store, request).await {
+        Ok(claimed) => claimed,
+        Err(err) => {
+            // Some claim failures repeat (a secret no configured key opens): the events must
+            // not go down with them. Undone, then written on their own.
+            drop(tx);
+            return (ingest(store, events, now).await, Err(err));
+        }
+    };
+    match tx.commit().await {
+        Ok(()) => (Ok(receipts), Ok(claimed)),
+        Err(err) => (Err(database_error(err)), Ok(Vec::new())),
+    }
+}
+
+/// [`ingest`] inside the caller's write transaction, which the caller commits.
+async fn ingest_in(
+    conn: &mut SqliteConnection,
+    store: &SqliteStore,
+    events: &[NewEvent],
+    now: Timestamp,
+) -> Result<Vec<IngestReceipt>> {
+    insert_events(conn, events, now, &store.options).await?;
     // One lookup per distinct (name, candidate scopes) of the batch: the events of a busy
     // source mostly share them.
     let mut matched: HashMap<(&str, Vec<String>), Vec<Uuid>> = HashMap::new();
@@ -55,7 +109,7 @@ pub(super) async fn ingest(
         let webhooks = match matched.get(&key) {
             Some(webhooks) => webhooks,
             None => {
-                let found = matching_webhooks(&mut tx, key.0, &key.1).await?;
+                let found = matching_webhooks(conn, key.0, &key.1).await?;
                 matched.entry(key).or_insert(found)
             }
         };
@@ -69,11 +123,7 @@ pub(super) async fn ingest(
             deliveries: webhooks.len(),
         });
     }
-    insert_delivery_rows(&mut tx, &deliveries, now).await?;
-    tx.commit().await.map_err(database_error)?;
-    for event in events {
-        keep_event(store, event);
-    }
+    insert_delivery_rows(conn, &deliveries, now).await?;
     Ok(receipts)
 }
 

@@ -93,6 +93,7 @@ macro_rules! conformance_tests {
             queue::concurrent_claimers_never_hold_the_same_delivery,
             queue::release_makes_deliveries_due_at_once,
             queue::record_then_claim_records_first_and_claims_into_the_freed_slot,
+            queue::ingest_then_claim_leases_the_new_deliveries_under_the_cap,
             log::list_deliveries_filters_by_status_newest_first,
             log::list_deliveries_pages_are_stable_under_inserts,
             log::get_delivery_has_attempts_oldest_first_and_the_payload,
@@ -114,6 +115,7 @@ macro_rules! conformance_tests {
             durable::wrong_or_missing_key_is_a_secret_key_error,
             durable::plain_secrets_stay_readable_once_a_key_is_set,
             durable::a_failed_claim_keeps_the_results_of_its_round,
+            durable::a_failed_claim_keeps_the_events_it_came_with,
         );
     };
     (@tests $factory:path; $($module:ident :: $test:ident),* $(,)?) => {

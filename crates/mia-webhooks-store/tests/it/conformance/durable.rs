@@ -282,3 +282,36 @@ pub async fn a_failed_claim_keeps_the_results_of_its_round<B: TestBackend>(backe
     // The failed claim leased nothing: the other process takes its delivery.
     assert_eq!(other.claim(&claim_at(at(3), 10)).await.unwrap().len(), 1);
 }
+
+/// A claim that fails inside `ingest_then_claim` (a webhook sealed under a key this store does
+/// not have) does not lose the events: they are written with their deliveries, and the claim's
+/// error is reported on its own.
+pub async fn a_failed_claim_keeps_the_events_it_came_with<B: TestBackend>(backend: B) {
+    let known = webhook("instance", &["tag_created"]);
+    let sealed_elsewhere = webhook("instance", &["tag_deleted"]);
+    let store = backend.open(keyed(KEY_A, &[])).await;
+    store.create_webhook(&known).await.unwrap();
+    let other = backend.open(keyed(KEY_B, &[])).await;
+    other.create_webhook(&sealed_elsewhere).await.unwrap();
+    other
+        .ingest(&[event("tag_deleted", None, None)], T0)
+        .await
+        .unwrap();
+
+    let new = event("tag_created", None, None);
+    let (receipts, claim) = store
+        .ingest_then_claim(std::slice::from_ref(&new), at(1), &claim_at(at(1), 10))
+        .await;
+    assert!(matches!(claim, Err(StoreError::SecretKey(_))), "{claim:?}");
+    let receipts = receipts.unwrap();
+    assert_eq!(receipts[0].event_id, new.id);
+    assert_eq!(receipts[0].deliveries, 1);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.pending, 2, "both deliveries are stored and due");
+    assert_eq!(stats.delivering, 0, "the failed claim leased nothing");
+    // The event's delivery is there for a claim that can open its webhook.
+    let deliveries = deliveries_of(&store, known.id).await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].event_id, new.id);
+    assert_eq!(deliveries[0].status, DeliveryStatus::Pending);
+}

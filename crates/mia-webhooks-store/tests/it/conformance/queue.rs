@@ -622,3 +622,86 @@ pub async fn record_then_claim_records_first_and_claims_into_the_freed_slot<B: T
     assert_eq!(retried.next_attempt_at, Some(at(600)));
     assert_eq!(retried.attempt_count, 1);
 }
+
+/// `ingest_then_claim`: the deliveries the ingestion creates are leased by the same call, under
+/// the per-webhook cap (which counts what is already held) and the limit; what is left stays
+/// due for the next claim; and each claimed delivery carries its event's exact bytes.
+pub async fn ingest_then_claim_leases_the_new_deliveries_under_the_cap<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let busy = webhook("instance", &["tag_created"]);
+    let quiet = webhook("instance", &["tag_created"]);
+    store.create_webhook(&busy).await.unwrap();
+    store.create_webhook(&quiet).await.unwrap();
+    let request = |limit, now| ClaimRequest {
+        limit,
+        lease: Duration::from_secs(60),
+        per_webhook_cap: 2,
+        now,
+    };
+    // One delivery of `busy` is already held elsewhere: it may take one more.
+    store
+        .ingest(&[event("tag_created", None, None)], T0)
+        .await
+        .unwrap();
+    let held = store.claim(&request(1, at(1))).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let other_first = held[0].webhook.id;
+
+    let events = [
+        event("tag_created", None, None),
+        event("tag_created", None, None),
+    ];
+    let (receipts, claimed) = store
+        .ingest_then_claim(&events, at(2), &request(10, at(2)))
+        .await;
+    let receipts = receipts.unwrap();
+    assert_eq!(receipts.len(), 2);
+    assert!(receipts.iter().all(|r| r.deliveries == 2));
+    let claimed = claimed.unwrap();
+    // Five deliveries are due (the first event's other one and four new ones); the cap of two
+    // per webhook, counting the one held, leaves room for three.
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    let per_webhook = |id| claimed.iter().filter(|d| d.webhook.id == id).count();
+    assert_eq!(per_webhook(other_first), 1);
+    assert_eq!(
+        per_webhook(if other_first == busy.id {
+            quiet.id
+        } else {
+            busy.id
+        }),
+        2
+    );
+    let mut new_ones = 0;
+    for delivery in &claimed {
+        assert_eq!(delivery.attempt, 1);
+        let source = events.iter().find(|e| e.id == delivery.event_id);
+        if let Some(source) = source {
+            assert_eq!(&*delivery.payload, source.event.bytes());
+            new_ones += 1;
+        }
+    }
+    // Due order: the first event's waiting delivery, then two of the new ones.
+    assert_eq!(new_ones, 2);
+    // The leases are live: nothing more until one is given back, then exactly what is left.
+    assert!(store.claim(&request(10, at(3))).await.unwrap().is_empty());
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.pending + stats.delivering, 6);
+    assert_eq!(stats.delivering, 4);
+
+    // A limit smaller than what is due takes only that many.
+    let third = [event("tag_created", None, None)];
+    store
+        .release(
+            &claimed
+                .iter()
+                .map(|d| (d.delivery_id, d.lease))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let (receipts, claimed) = store
+        .ingest_then_claim(&third, at(4), &request(1, at(4)))
+        .await;
+    assert_eq!(receipts.unwrap()[0].deliveries, 2);
+    assert_eq!(claimed.unwrap().len(), 1);
+}
