@@ -169,7 +169,11 @@ impl Reservation {
     /// for its own claims. When the dispatcher has stopped meanwhile they come back as the
     /// error: the caller must release them (`Store::release`), or they wait for their leases to
     /// expire.
-    pub fn hand_over(self, claimed: Vec<ClaimedDelivery>) -> Result<(), Vec<ClaimedDelivery>> {
+    pub fn hand_over(mut self, claimed: Vec<ClaimedDelivery>) -> Result<(), Vec<ClaimedDelivery>> {
+        debug_assert!(
+            claimed.len() <= self.slots,
+            "a claim took more than its reservation"
+        );
         if claimed.is_empty() {
             return Ok(());
         }
@@ -178,8 +182,11 @@ impl Reservation {
             if !state.open {
                 return Err(claimed);
             }
-            // Counted as held from now on; the dispatcher's next look recounts them.
+            // Counted as held from now on, in the same step as the reservation ends, so that
+            // the dispatcher never counts them twice; its next look recounts them.
             state.held += claimed.len();
+            state.reserved = state.reserved.saturating_sub(self.slots);
+            self.slots = 0;
             state.idle = false;
             state.handed.extend(claimed);
         }
@@ -190,8 +197,16 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut state = self.intake.lock();
-        state.reserved = state.reserved.saturating_sub(self.slots);
+        if self.slots == 0 {
+            return;
+        }
+        {
+            let mut state = self.intake.lock();
+            state.reserved = state.reserved.saturating_sub(self.slots);
+        }
+        // The slots are free again: a dispatcher that found no room for its own claim while
+        // they were reserved looks again.
+        self.intake.arrived.notify_one();
     }
 }
 
@@ -293,6 +308,24 @@ mod tests {
         assert_eq!(intake.exchange(3, true, &mut ready), 7);
         assert_eq!(ready.len(), 3);
         assert_eq!(intake.reserve().unwrap().slots(), 7);
+    }
+
+    #[tokio::test]
+    async fn slots_coming_back_unused_wake_the_dispatcher() {
+        let intake = intake(10, 8);
+        let reservation = intake.reserve().unwrap();
+        let wake = intake.arrived.notified();
+        drop(reservation);
+        tokio::time::timeout(Duration::from_secs(5), wake)
+            .await
+            .expect("a dropped reservation wakes the dispatcher");
+        let reservation = intake.reserve().unwrap();
+        let wake = intake.arrived.notified();
+        reservation.hand_over(Vec::new()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wake)
+            .await
+            .expect("an empty hand-over gives the slots back and wakes the dispatcher");
+        assert_eq!(intake.reserve().unwrap().slots(), 8);
     }
 
     #[test]

@@ -89,6 +89,15 @@ pub struct Dispatcher<S> {
     disabled: HashMap<WebhookId, Timestamp>,
 }
 
+/// Closes a dispatcher's intake when dropped.
+struct CloseIntake(Arc<Intake>);
+
+impl Drop for CloseIntake {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A finished attempt, as a task returns it.
 #[derive(Debug)]
 struct Finished {
@@ -108,6 +117,9 @@ struct RunState {
     ready: VecDeque<ClaimedDelivery>,
     /// The limit of the claim in flight, if any: leases that may come back from it.
     claiming: usize,
+    /// Whether the last claim failed: then the intake offers no slots (a claim made with each
+    /// ingestion would only fail the same way and make the ingestion write twice).
+    claims_failing: bool,
     /// To give back without an attempt.
     to_release: Vec<(DeliveryId, LeaseToken)>,
     pending: Vec<Pending>,
@@ -195,6 +207,7 @@ impl<S: Store> Dispatcher<S> {
             leases: HashMap::new(),
             ready: VecDeque::new(),
             claiming: 0,
+            claims_failing: false,
             to_release: Vec::new(),
             pending: Vec::new(),
             to_disable: Vec::new(),
@@ -216,6 +229,10 @@ impl<S: Store> Dispatcher<S> {
         // At most `max_in_flight + claim_batch` leases are held: the attempts in flight and one
         // batch ready (the intake counts them, with what it reserved for claims made for us).
         self.intake.set_open(true);
+        // Closed however this ends (a panic or a dropped future included), so that nothing is
+        // handed over to a loop that is gone; what was handed and not taken then waits for its
+        // leases to expire, as after a crash.
+        let _close_intake = CloseIntake(Arc::clone(&self.intake));
         let claim_threshold = (self.config.claim_batch / 2).max(1);
 
         loop {
@@ -331,6 +348,7 @@ impl<S: Store> Dispatcher<S> {
                 }
                 done = wait_op(&mut state.store_op), if state.store_op.is_some() => {
                     state.store_op = None;
+                    state.claiming = 0;
                     self.store_op_done(&mut state, done);
                 }
                 Some(joined) = state.in_flight.join_next_with_id(), if !state.in_flight.is_empty() => {
@@ -368,7 +386,7 @@ impl<S: Store> Dispatcher<S> {
     /// whether it is idle; returns the room left for a claim.
     fn take_intake(&self, state: &mut RunState) -> usize {
         let held = state.in_flight.len() + state.ready.len() + state.claiming;
-        let idle = state.idle() && state.grace_until.is_none();
+        let idle = state.idle() && state.grace_until.is_none() && !state.claims_failing;
         let before = state.ready.len();
         let room = self.intake.exchange(held, idle, &mut state.ready);
         let handed = state.ready.len() - before;
@@ -481,16 +499,17 @@ impl<S: Store> Dispatcher<S> {
         let Some((limit, claimed)) = done.claimed else {
             return;
         };
-        state.claiming = 0;
         let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(error = %err, "claiming deliveries failed; trying again later");
+                state.claims_failing = true;
                 state.backlog = false;
                 self.pause_claims(state, Instant::now() + self.config.idle_poll);
                 return;
             }
         };
+        state.claims_failing = false;
         state.backlog = claimed.len() >= limit;
         if claimed.len() < limit {
             let mut wake = Instant::now() + self.config.idle_poll;

@@ -532,13 +532,15 @@ async fn an_ingested_event_wakes_an_idle_dispatcher<S: Store>(t: TestStore<S>) {
     running.stop_within(Duration::from_secs(10)).await;
 }
 
-/// Waits until the dispatcher takes deliveries on its behalf, and reserves its slots.
+/// Waits until the dispatcher, idle, offers its slots, and reserves them.
 async fn reserve(handle: &DispatcherHandle) -> mia_webhooks_delivery::Reservation {
-    wait_for("the dispatcher opens its intake", || {
-        handle.reserve().is_some()
+    let mut reservation = None;
+    wait_for("the dispatcher offers its slots", || {
+        reservation = handle.reserve();
+        reservation.is_some()
     })
     .await;
-    handle.reserve().unwrap()
+    reservation.unwrap()
 }
 
 async fn deliveries_handed_over_are_sent_without_a_claim_of_its_own<S: Store>(t: TestStore<S>) {
@@ -617,6 +619,55 @@ async fn a_dispatcher_that_stopped_gives_handed_deliveries_back<S: Store>(t: Tes
     assert_eq!(back.len(), 1);
     assert_eq!(receiver.count(), 0);
     assert_eq!(stats(&*t.store).await.delivering, 1);
+    // What the caller does with them (the server's ingestion does this): pending again at once.
+    let leases: Vec<_> = back.iter().map(|d| (d.delivery_id, d.lease)).collect();
+    t.store.release(&leases).await.unwrap();
+    let after = stats(&*t.store).await;
+    assert_eq!((after.pending, after.delivering), (1, 0));
+}
+
+/// While its claims fail (here: a delivery of a webhook sealed under a key this process does not
+/// have), an idle dispatcher offers no slots, so that ingestions do not run the same failing claim
+/// each time; once a claim succeeds again, it offers them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_whose_claims_fail_offers_no_slots() {
+    use mia_webhooks_store::SecretKeys;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    let path = path.to_str().unwrap();
+    let keyed = |key: [u8; 32]| StoreOptions {
+        secret_keys: Some(SecretKeys::from_bytes(key, &[])),
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(path, keyed([0xA1; 32])).await.unwrap());
+    let other = SqliteStore::open(path, keyed([0xB2; 32])).await.unwrap();
+    let receiver = Receiver::start(|_| Reply::Status(200)).await;
+    let sealed_elsewhere = webhook(&receiver.url());
+    other.create_webhook(&sealed_elsewhere).await.unwrap();
+
+    let config = DeliveryConfig {
+        idle_poll: Duration::from_millis(50),
+        ..local_config()
+    };
+    let running = Running::start(&store, config);
+    drop(reserve(&running.handle).await);
+    queue(&other, &sealed_elsewhere, 1).await;
+    running.handle.notify();
+    // The claim fails, then keeps failing at each poll: no slot is offered meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        assert!(
+            running.handle.reserve().is_none(),
+            "slots offered while claims fail"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.count(), 0);
+
+    // The process that can open it delivers it; claims succeed again, slots come back.
+    other.delete_webhook(sealed_elsewhere.id).await.unwrap();
+    drop(reserve(&running.handle).await);
+    running.stop_within(Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

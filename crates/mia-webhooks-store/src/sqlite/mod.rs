@@ -97,7 +97,8 @@ impl SqliteStore {
             // Statement journals and temporary indexes in memory, not in files of the temp dir.
             .pragma("temp_store", "memory");
         // A pool tests an idle connection before lending it (`ping`): a round trip to the
-        // connection's thread on every transaction, for a local file that cannot hang up.
+        // connection's thread on every transaction (besides the one sqlx makes when the
+        // connection comes back), for a local file that cannot hang up.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
