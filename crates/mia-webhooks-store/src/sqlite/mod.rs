@@ -114,7 +114,8 @@ impl SqliteStore {
                             u64::from(options.sqlite_cache_mib.unwrap_or(WRITER_CACHE_MIB)) * 1024
                         ),
                     )
-                    .pragma("wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT),
+                    .pragma("wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT)
+                    .pragma("journal_size_limit", checkpoint::LOG_LIMIT_BYTES),
             )
             .await
             .map_err(database_error)?;
