@@ -72,9 +72,9 @@ impl Intake {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The dispatcher's side: opens the intake (on start) or closes it (on stop).
-    pub(crate) fn set_open(&self, open: bool) {
-        self.lock().open = open;
+    /// The dispatcher's side, on start: opens the intake ([`Intake::close`] closes it).
+    pub(crate) fn open(&self) {
+        self.lock().open = true;
     }
 
     /// The dispatcher's side: tells how many leases it holds or is claiming (`held`) and whether
@@ -222,7 +222,7 @@ mod tests {
     /// An open intake whose dispatcher is idle and holds nothing.
     fn intake(capacity: usize, claim_batch: usize) -> Arc<Intake> {
         let intake = Intake::new(capacity, claim_batch, Duration::from_secs(60), 8);
-        intake.set_open(true);
+        intake.open();
         intake.exchange(0, true, &mut Vec::new());
         Arc::new(intake)
     }

@@ -228,7 +228,7 @@ impl<S: Store> Dispatcher<S> {
         );
         // At most `max_in_flight + claim_batch` leases are held: the attempts in flight and one
         // batch ready (the intake counts them, with what it reserved for claims made for us).
-        self.intake.set_open(true);
+        self.intake.open();
         // Closed however this ends (a panic or a dropped future included), so that nothing is
         // handed over to a loop that is gone; what was handed and not taken then waits for its
         // leases to expire, as after a crash.

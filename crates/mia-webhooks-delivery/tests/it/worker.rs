@@ -518,10 +518,7 @@ async fn an_ingested_event_wakes_an_idle_dispatcher<S: Store>(t: TestStore<S>) {
     let hook = webhook(&receiver.url());
     add_webhook(&*t.store, &hook).await;
     // Without a notification this dispatcher would not look again for an hour.
-    let config = DeliveryConfig {
-        idle_poll: Duration::from_secs(3600),
-        ..local_config()
-    };
+    let config = notified_only();
     let running = Running::start(&t.store, config);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -530,6 +527,15 @@ async fn an_ingested_event_wakes_an_idle_dispatcher<S: Store>(t: TestStore<S>) {
     wait_for("the event is delivered", || receiver.count() == 1).await;
     wait_stats(&*t.store, "the delivery succeeded", |s| s.succeeded == 1).await;
     running.stop_within(Duration::from_secs(10)).await;
+}
+
+/// A configuration under which an idle dispatcher does not look for work for an hour: only a
+/// notification or a hand-over gets it going.
+fn notified_only() -> DeliveryConfig {
+    DeliveryConfig {
+        idle_poll: Duration::from_secs(3600),
+        ..local_config()
+    }
 }
 
 /// Waits until the dispatcher, idle, offers its slots, and reserves them.
@@ -550,10 +556,7 @@ async fn deliveries_handed_over_are_sent_without_a_claim_of_its_own<S: Store>(t:
         add_webhook(&*t.store, hook).await;
     }
     // Neither polled nor notified: only what is handed over can reach the receiver.
-    let config = DeliveryConfig {
-        idle_poll: Duration::from_secs(3600),
-        ..local_config()
-    };
+    let config = notified_only();
     let running = Running::start(&t.store, config.clone());
     let reservation = reserve(&running.handle).await;
     assert_eq!(
@@ -594,10 +597,7 @@ async fn a_dispatcher_that_stopped_gives_handed_deliveries_back<S: Store>(t: Tes
     let receiver = Receiver::start(|_| Reply::Status(200)).await;
     let hook = webhook(&receiver.url());
     add_webhook(&*t.store, &hook).await;
-    let config = DeliveryConfig {
-        idle_poll: Duration::from_secs(3600),
-        ..local_config()
-    };
+    let config = notified_only();
     let running = Running::start(&t.store, config);
     let reservation = reserve(&running.handle).await;
     let handle = running.handle.clone();
