@@ -132,6 +132,32 @@ fn a_backlog_run_holds_the_deliveries_pending_until_every_event_is_in() {
     assert!(report["raw_http_per_sec"].is_null());
 }
 
+#[test]
+fn a_receiver_that_takes_its_time_bounds_the_rate_by_the_attempts_in_flight() {
+    let output = load(&[
+        "--in-process",
+        "--receiver-delay-ms",
+        "50",
+        "--events",
+        "40",
+        "--webhooks",
+        "2",
+        "--concurrency",
+        "4",
+        "--raw-secs",
+        "0",
+        "--timeout-secs",
+        "120",
+    ]);
+    let report = assert_complete(&output, 80);
+    assert_eq!(report["receiver_delay_ms"], 50, "{report}");
+    // Each webhook has at most 8 attempts in flight (the per-webhook cap), each held 50 ms: the
+    // 80 deliveries arrive in at least five waves, 200 ms from the first to the last, whatever
+    // the machine's speed.
+    let rate = report["deliveries_per_sec"].as_f64().unwrap();
+    assert!(rate <= 80.0 / 0.2, "{report}");
+}
+
 fn server_config(dir: &tempfile::TempDir, workers: bool) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),

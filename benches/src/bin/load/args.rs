@@ -60,6 +60,11 @@ pub(crate) struct Args {
     /// the server's attempt timeout, 15 s by default).
     #[arg(long)]
     pub(crate) backlog: bool,
+    /// Milliseconds the receiver waits before answering each delivery (after recording its
+    /// arrival, so latency figures are unchanged): a receiver that takes its time, as real ones
+    /// do, makes the senders' concurrency the limit instead of the CPU.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) receiver_delay_ms: u64,
     /// Seconds to wait for the deliveries after the last event was accepted.
     #[arg(long, default_value_t = 120.0)]
     pub(crate) timeout_secs: f64,

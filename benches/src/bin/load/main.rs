@@ -74,6 +74,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         secrets.clone(),
         raw_secret.clone(),
         gate.clone(),
+        Duration::from_millis(args.receiver_delay_ms),
     ));
     let receiver = receiver::start(Arc::clone(&tally)).await?;
     let client = emit::client(args.concurrency)?;
@@ -118,6 +119,7 @@ async fn drive(
         mode: fleet.mode,
         servers: fleet.urls.len(),
         backlog: args.backlog,
+        receiver_delay_ms: args.receiver_delay_ms,
         ..Context::default()
     };
     let webhook_ids = emit::create_webhooks(

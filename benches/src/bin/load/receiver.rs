@@ -1,11 +1,11 @@
 //! The receiver: a hyper server on 127.0.0.1 that checks every `X-Mia-Signature` and records
-//! when each (event, webhook) pair arrived, answering 204 at once.
+//! when each (event, webhook) pair arrived, answering 204 (at once unless told to wait).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
@@ -41,6 +41,8 @@ pub(crate) struct Tally {
     pub(crate) reached: Notify,
     /// Closed while a backlog builds up: requests wait until it is cancelled (opened).
     gate: Option<CancellationToken>,
+    /// How long each delivery is held before its answer (not the raw loop's requests).
+    delay: Duration,
 }
 
 impl Tally {
@@ -50,6 +52,7 @@ impl Tally {
         secrets: Vec<Vec<u8>>,
         raw_secret: Vec<u8>,
         gate: Option<CancellationToken>,
+        delay: Duration,
     ) -> Tally {
         let webhooks = secrets.len();
         Tally {
@@ -68,6 +71,7 @@ impl Tally {
             target: AtomicUsize::new(usize::MAX),
             reached: Notify::new(),
             gate,
+            delay,
         }
     }
 
@@ -201,6 +205,9 @@ async fn answer(tally: &Tally, req: Request<Incoming>) -> Response<Empty<Bytes>>
         }
     }
     tally.handle(&path, signature.as_deref(), &body);
+    if !tally.delay.is_zero() && path != "/raw" {
+        tokio::time::sleep(tally.delay).await;
+    }
     status(StatusCode::NO_CONTENT)
 }
 
@@ -229,7 +236,14 @@ mod tests {
     #[test]
     fn deliveries_are_counted_once_and_signatures_checked() {
         let secrets = vec![b"first-secret".to_vec(), b"second-secret".to_vec()];
-        let tally = Tally::new(Instant::now(), 3, secrets, b"raw".to_vec(), None);
+        let tally = Tally::new(
+            Instant::now(),
+            3,
+            secrets,
+            b"raw".to_vec(),
+            None,
+            Duration::ZERO,
+        );
         let body = br#"{"payload":{"loadSeq":2}}"#;
         let good = mia_webhooks_signature::sign(body, b"second-secret").to_string();
         let wrong = mia_webhooks_signature::sign(body, b"first-secret").to_string();

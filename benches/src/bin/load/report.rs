@@ -19,6 +19,7 @@ pub(crate) struct Context {
     pub(crate) mode: &'static str,
     pub(crate) servers: usize,
     pub(crate) backlog: bool,
+    pub(crate) receiver_delay_ms: u64,
     /// The raw local HTTP rate before the events and after the deliveries.
     pub(crate) raw_http_before: Option<f64>,
     pub(crate) raw_http_after: Option<f64>,
@@ -112,6 +113,7 @@ impl Report {
             "payload_bytes": ctx.payload_bytes,
             "rate": ctx.rate,
             "backlog": ctx.backlog,
+            "receiver_delay_ms": ctx.receiver_delay_ms,
             "database": ctx.database,
             "mode": ctx.mode,
             "servers": ctx.servers,
