@@ -259,9 +259,9 @@ impl Sender {
             .get(header::LOCATION)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = self.read_body(response, ctx).await;
-        let failure = if let Some(failure) = body.too_large {
-            Some(failure)
-        } else if status.is_success() {
+        // The status decides (SPEC: success is any 2xx), whatever the body: a receiver that
+        // took the event and answered at length must not get it again.
+        let failure = if status.is_success() {
             None
         } else {
             let (kind, mut text) = classify::status_failure(status, location.as_deref());
@@ -272,7 +272,7 @@ impl Sender {
         };
         let excerpt = (!body.bytes.is_empty()).then(|| {
             let end = body.bytes.len().min(self.inner.excerpt_bytes);
-            String::from_utf8_lossy(&body.bytes[..end]).into_owned()
+            excerpt_text(&body.bytes[..end])
         });
         Outcome {
             status: Some(status.as_u16()),
@@ -282,32 +282,17 @@ impl Sender {
         }
     }
 
-    /// Reads at most `max_response_bytes` of the body.
+    /// Reads at most `max_response_bytes` of the body; the rest is never read (the connection
+    /// is dropped with it).
     async fn read_body(&self, mut response: Response, ctx: &Context<'_>) -> Body {
         let max = self.inner.max_response_bytes;
-        let limit_text = || {
-            format!(
-                "the response body is larger than the {} limit",
-                human_bytes(max)
-            )
-        };
-        if let Some(length) = response.content_length().filter(|&n| n > max as u64) {
-            return Body {
-                too_large: Some((
-                    FailureKind::BodyTooLarge,
-                    format!("{} (Content-Length: {length})", limit_text()),
-                )),
-                ..Body::default()
-            };
-        }
         let mut body = Body::default();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     let room = max - body.bytes.len();
-                    if chunk.len() > room {
+                    if chunk.len() >= room {
                         body.bytes.extend_from_slice(&chunk[..room]);
-                        body.too_large = Some((FailureKind::BodyTooLarge, limit_text()));
                         return body;
                     }
                     body.bytes.extend_from_slice(&chunk);
@@ -417,14 +402,6 @@ fn build_client(
     })
 }
 
-fn human_bytes(n: usize) -> String {
-    if n >= 1024 && n % 1024 == 0 {
-        format!("{} KiB", n / 1024)
-    } else {
-        format!("{n} bytes")
-    }
-}
-
 #[derive(Debug, Default)]
 struct Outcome {
     status: Option<u16>,
@@ -445,6 +422,11 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct Body {
     bytes: Vec<u8>,
-    too_large: Option<Failure>,
     error: Option<Failure>,
+}
+
+/// The first bytes of a response as text: invalid UTF-8 and NUL (which PostgreSQL's `text`
+/// cannot hold) become U+FFFD.
+fn excerpt_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
 }

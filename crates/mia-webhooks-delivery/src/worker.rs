@@ -246,6 +246,18 @@ impl<S: Store> Dispatcher<S> {
                     let Some(delivery) = state.ready.pop_front() else {
                         break;
                     };
+                    if lease_too_short(
+                        delivery.leased_until,
+                        Timestamp::now(),
+                        self.config.attempt_timeout,
+                    ) {
+                        // It waited too long for a slot: an attempt begun now could outlive
+                        // its lease, and another worker could send it at the same time.
+                        state
+                            .to_release
+                            .push((delivery.delivery_id, delivery.lease));
+                        continue;
+                    }
                     self.start(&mut state, delivery);
                 }
             }
@@ -599,5 +611,38 @@ impl<S: Store> Dispatcher<S> {
                 version: pending.webhook_version,
             });
         }
+    }
+}
+/// Whether what is left of a lease at `now` is shorter than an attempt may take (the sender's
+/// bound, attempt timeout + 1 s) plus a second to record its result.
+fn lease_too_short(leased_until: Timestamp, now: Timestamp, attempt_timeout: Duration) -> bool {
+    let left_ms = leased_until.as_millis().saturating_sub(now.as_millis());
+    let needed = attempt_timeout + Duration::from_secs(2);
+    u128::try_from(left_ms).unwrap_or(0) < needed.as_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_must_outlast_an_attempt_and_its_record() {
+        let now = Timestamp::from_millis(1_000_000);
+        let timeout = Duration::from_secs(15);
+        let until = |ms| now.saturating_add(Duration::from_millis(ms));
+        assert!(
+            !lease_too_short(until(60_000), now, timeout),
+            "a fresh lease"
+        );
+        assert!(!lease_too_short(until(17_000), now, timeout), "just enough");
+        assert!(
+            lease_too_short(until(16_999), now, timeout),
+            "a moment short"
+        );
+        assert!(lease_too_short(now, now, timeout), "ending now");
+        assert!(
+            lease_too_short(Timestamp::from_millis(0), now, timeout),
+            "expired"
+        );
     }
 }

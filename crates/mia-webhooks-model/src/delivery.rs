@@ -87,7 +87,9 @@ pub enum FailureKind {
     BlockedAddress,
     /// The receiver answered with a redirect, which is not followed.
     Redirect,
-    /// The response body was larger than the read limit.
+    /// The response body was larger than the read limit. Attempts recorded by versions before
+    /// 0.1 (2026-11-29) may carry it; the sender now reads up to the limit and lets the status
+    /// decide.
     BodyTooLarge,
     /// The proxy refused or failed the request.
     Proxy,

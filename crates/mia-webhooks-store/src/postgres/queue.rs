@@ -15,6 +15,7 @@
 //!
 //! Where one transaction locks several webhooks it does so in id order.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -267,8 +268,18 @@ struct RecordColumns<'a> {
     duration_ms: Vec<i64>,
     status_code: Vec<Option<i32>>,
     failure: Vec<Option<&'static str>>,
-    error: Vec<Option<&'a str>>,
-    excerpt: Vec<Option<&'a str>>,
+    error: Vec<Option<Cow<'a, str>>>,
+    excerpt: Vec<Option<Cow<'a, str>>>,
+}
+
+/// Text for a `text` column, which cannot hold NUL: each becomes U+FFFD (the SQLite and
+/// in-memory stores keep it; an excerpt is for people to read).
+fn pg_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 impl<'a> RecordColumns<'a> {
@@ -288,8 +299,9 @@ impl<'a> RecordColumns<'a> {
         self.duration_ms.push(bigint(attempt.duration_ms));
         self.status_code.push(attempt.status_code.map(i32::from));
         self.failure.push(attempt.failure.map(|kind| kind.as_str()));
-        self.error.push(attempt.error.as_deref());
-        self.excerpt.push(attempt.response_excerpt.as_deref());
+        self.error.push(attempt.error.as_deref().map(pg_text));
+        self.excerpt
+            .push(attempt.response_excerpt.as_deref().map(pg_text));
     }
 }
 

@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
             queue::expired_lease_is_claimable_again_with_a_new_token,
             queue::stale_lease_record_is_refused_and_writes_nothing,
             queue::record_writes_a_batch_of_results,
+            queue::record_takes_any_text_a_receiver_sends,
             queue::record_refuses_lost_leases_one_by_one,
             queue::per_webhook_cap_counts_live_leases,
             queue::concurrent_claimers_never_hold_the_same_delivery,

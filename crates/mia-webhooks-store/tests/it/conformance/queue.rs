@@ -217,6 +217,44 @@ pub async fn stale_lease_record_is_refused_and_writes_nothing<B: TestBackend>(ba
     ));
 }
 
+pub async fn record_takes_any_text_a_receiver_sends<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    store
+        .ingest(&[event("tag_created", None, None)], T0)
+        .await
+        .unwrap();
+    let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
+    let mut result = failure(&claimed[0], at(2), NextState::RetryAt(at(100)));
+    result.attempt.response_excerpt = Some("a\0b".to_owned());
+    result.attempt.error = Some("the receiver answered 500 \0".to_owned());
+    // PostgreSQL's `text` cannot hold NUL; a batch that failed on it would fail every time it
+    // was tried again, and nothing behind it would be recorded.
+    let outcomes = store.record(&[result]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [RecordOutcome::Recorded {
+            failing_since: Some(at(2))
+        }]
+    );
+    let detail = store
+        .get_delivery(claimed[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let attempt = &detail.attempts[0];
+    let excerpt = attempt.response_excerpt.as_deref().unwrap();
+    assert!(excerpt == "a\0b" || excerpt == "a\u{FFFD}b", "{excerpt:?}");
+    assert!(
+        attempt
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("the receiver answered 500 ")
+    );
+}
+
 pub async fn record_writes_a_batch_of_results<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
     let hooks = [
