@@ -78,9 +78,14 @@ impl FromStr for TargetUrl {
 /// `socks5h`, which resolves names at the proxy), with a host and an optional port and
 /// credentials.
 ///
-/// Credentials are secret: [`ProxyUrl::redacted`] is what responses and logs show.
+/// Credentials are secret: [`ProxyUrl::redacted`] is what responses and logs show. A URL whose
+/// user or password is the mask itself (`***`) is refused: it is a shown URL sent back, and
+/// storing it would replace the credentials with the mask.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ProxyUrl(Url);
+
+/// What shown proxy URLs carry instead of their credentials.
+const MASK: &str = "***";
 
 impl ProxyUrl {
     /// Validates a proxy URL; errors name the field `proxy.url`.
@@ -97,6 +102,13 @@ impl ProxyUrl {
             ));
         }
         require_host(FIELD, &url)?;
+        if url.username() == MASK || url.password() == Some(MASK) {
+            return Err(ValidationError::invalid(
+                FIELD,
+                "proxy.url holds ***, the mask of stored credentials: type the credentials \
+                 again (to keep the stored ones, send the URL exactly as shown)",
+            ));
+        }
         if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             return Err(ValidationError::invalid(
                 FIELD,
@@ -119,14 +131,16 @@ impl ProxyUrl {
         &self.0
     }
 
-    /// The URL with its password replaced by `***`: what responses and logs show.
+    /// The URL with its credentials (user and password: proxies often take a token as the
+    /// user) replaced by `***`: what responses and logs show.
     pub fn redacted(&self) -> String {
-        if self.0.password().is_none() {
+        if self.0.username().is_empty() && self.0.password().is_none() {
             return self.0.as_str().to_owned();
         }
         let mut url = self.0.clone();
-        // Setting a password cannot fail on a URL that already has one.
-        let _ = url.set_password(Some("***"));
+        // Neither can fail on a URL with a host, which `new` requires.
+        let _ = url.set_password(None);
+        let _ = url.set_username(MASK);
         url.into()
     }
 }
@@ -260,8 +274,23 @@ mod tests {
     #[test]
     fn proxy_credentials_are_redacted() {
         let proxy = ProxyUrl::new("http://user:hunter2@proxy:3128").unwrap();
-        assert_eq!(proxy.redacted(), "http://user:***@proxy:3128/");
+        assert_eq!(proxy.redacted(), "http://***@proxy:3128/");
         assert!(!format!("{proxy:?}").contains("hunter2"));
         assert!(proxy.expose().contains("hunter2"));
+        // A token as the user is a credential too.
+        let proxy = ProxyUrl::new("http://tok3n@proxy:3128").unwrap();
+        assert_eq!(proxy.redacted(), "http://***@proxy:3128/");
+        assert!(!format!("{proxy:?}").contains("tok3n"));
+        let plain = ProxyUrl::new("socks5://proxy:1080").unwrap();
+        assert_eq!(plain.redacted(), "socks5://proxy:1080");
+    }
+
+    #[test]
+    fn a_shown_proxy_url_sent_back_is_refused() {
+        for shown in ["http://***@proxy:3128/", "http://user:***@proxy:3128"] {
+            let err = ProxyUrl::new(shown).unwrap_err();
+            assert_eq!(err.field(), "proxy.url");
+            assert!(err.message().contains("mask"), "{}", err.message());
+        }
     }
 }

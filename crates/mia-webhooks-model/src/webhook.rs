@@ -1,6 +1,7 @@
 //! Webhooks, and the validated inputs that create and edit them.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use crate::{
     CaCertificate, EventCatalog, EventName, ProxyUrl, Scope, Secret, TargetUrl, Timestamp,
@@ -198,8 +199,9 @@ impl WebhookPatch {
     }
 }
 
-/// Unvalidated input for creating a webhook, as a form or a JSON body carries it.
-#[derive(Debug, Clone, Default)]
+/// Unvalidated input for creating a webhook, as a form or a JSON body carries it. Its `Debug`
+/// shows neither the secret nor the proxy URL (which may hold credentials).
+#[derive(Clone, Default)]
 pub struct WebhookInput {
     /// `targetUrl`.
     pub target_url: Option<String>,
@@ -217,6 +219,20 @@ pub struct WebhookInput {
     pub enabled: Option<bool>,
 }
 
+impl fmt::Debug for WebhookInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookInput")
+            .field("target_url", &self.target_url)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("events", &self.events)
+            .field("ca_certificate", &self.ca_certificate)
+            .field("proxy_url", &self.proxy_url.as_ref().map(|_| "***"))
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
 impl WebhookInput {
     /// Validates every field, in the order a form shows them, and returns the first problem.
     pub fn validate(
@@ -229,7 +245,7 @@ impl WebhookInput {
                 .target_url
                 .ok_or_else(|| ValidationError::missing("targetUrl"))?,
         )?;
-        let secret = Secret::new(
+        let secret = new_secret(
             self.secret
                 .ok_or_else(|| ValidationError::missing("secret"))?,
         )?;
@@ -257,8 +273,9 @@ impl WebhookInput {
 }
 
 /// Unvalidated input for editing a webhook. `None` leaves a field alone; for `caCertificate`,
-/// `proxy.url` and `description`, `Some(None)` (JSON `null`) or empty text clears it.
-#[derive(Debug, Clone, Default)]
+/// `proxy.url` and `description`, `Some(None)` (JSON `null`) or empty text clears it. Its
+/// `Debug` shows neither the secret nor the proxy URL.
+#[derive(Clone, Default)]
 pub struct WebhookPatchInput {
     /// `targetUrl`.
     pub target_url: Option<String>,
@@ -276,12 +293,37 @@ pub struct WebhookPatchInput {
     pub enabled: Option<bool>,
 }
 
+impl fmt::Debug for WebhookPatchInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookPatchInput")
+            .field("target_url", &self.target_url)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("events", &self.events)
+            .field("ca_certificate", &self.ca_certificate)
+            .field(
+                "proxy_url",
+                &self
+                    .proxy_url
+                    .as_ref()
+                    .map(|url| url.as_ref().map(|_| "***")),
+            )
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
 impl WebhookPatchInput {
     /// Validates every given field and returns the first problem.
     pub fn validate(self, catalog: &EventCatalog) -> Result<WebhookPatch, ValidationError> {
         Ok(WebhookPatch {
             target_url: self.target_url.map(|u| TargetUrl::new(&u)).transpose()?,
-            secret: non_empty(self.secret).map(Secret::new).transpose()?,
+            // Empty text is "keep the current one" (what a form with an empty field sends).
+            secret: self
+                .secret
+                .filter(|s| !s.is_empty())
+                .map(new_secret)
+                .transpose()?,
             events: self
                 .events
                 .map(|e| EventSet::new(&e, catalog))
@@ -298,6 +340,17 @@ impl WebhookPatchInput {
             enabled: self.enabled,
         })
     }
+}
+
+/// A secret as typed: all spaces is a slip, not a secret (refused on create and on edit alike).
+fn new_secret(text: String) -> Result<Secret, ValidationError> {
+    if !text.is_empty() && text.trim().is_empty() {
+        return Err(ValidationError::invalid(
+            "secret",
+            "secret is only whitespace; type the secret the receiver checks",
+        ));
+    }
+    Secret::new(text)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -340,6 +393,26 @@ mod tests {
             events: Some(vec!["project_created".into(), "tag_created".into()]),
             ..WebhookInput::default()
         }
+    }
+
+    #[test]
+    fn inputs_debug_without_the_secret_or_the_proxy_credentials() {
+        let create = WebhookInput {
+            proxy_url: Some("http://tok3n:hunter2@proxy:3128".into()),
+            ..input()
+        };
+        let edit = WebhookPatchInput {
+            secret: Some("s3cr3t".into()),
+            proxy_url: Some(Some("http://tok3n:hunter2@proxy:3128".into())),
+            ..WebhookPatchInput::default()
+        };
+        for shown in [format!("{create:?}"), format!("{edit:?}")] {
+            for secret in ["s3cr3t", "tok3n", "hunter2"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            assert!(shown.contains("secret: Some(\"***\")"), "{shown}");
+        }
+        assert!(format!("{create:?}").contains("https://example.com/hook"));
     }
 
     fn check_err(input: WebhookInput, field: &str) {
@@ -402,6 +475,13 @@ mod tests {
         check_err(
             WebhookInput {
                 secret: Some(String::new()),
+                ..input()
+            },
+            "secret",
+        );
+        check_err(
+            WebhookInput {
+                secret: Some("   ".into()),
                 ..input()
             },
             "secret",
@@ -498,6 +578,17 @@ mod tests {
         }
         .validate(&catalog)
         .unwrap();
+        let blank = WebhookPatchInput {
+            secret: Some("  ".into()),
+            ..WebhookPatchInput::default()
+        }
+        .validate(&catalog)
+        .unwrap_err();
+        assert_eq!(
+            blank.field(),
+            "secret",
+            "a blank secret is refused, not ignored"
+        );
         assert!(
             patch.secret.is_none(),
             "an empty secret on edit keeps the old one"

@@ -1,5 +1,6 @@
 //! Configuration: defaults, then a TOML file, then `MIA_WEBHOOKS_*` environment variables.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Everything an operator can set. Every field has a default; see [`Config::default`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Its `Debug` shows neither the tokens and keys nor the database password.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on (`MIA_WEBHOOKS_LISTEN`, default `127.0.0.1:8080`).
@@ -354,6 +357,53 @@ fn serialize_cidrs<S: serde::Serializer>(
     serializer.collect_seq(cidrs.iter().map(ToString::to_string))
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The serialized form leaves the tokens and keys out; the database URL may hold a
+        // password.
+        let mut shown = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        shown["database_url"] = redact_url(&self.database_url).into();
+        for (name, set) in [
+            ("admin_token", self.admin_token.is_some()),
+            ("secret_key", self.secret_key.is_some()),
+            ("old_secret_keys", !self.old_secret_keys.is_empty()),
+        ] {
+            shown[name] = if set { "***" } else { "unset" }.into();
+        }
+        write!(f, "Config {shown}")
+    }
+}
+
+/// A database URL fit for a log line: a password, in the user part or as a `password`
+/// parameter, is replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let in_query = parsed.query_pairs().any(|(key, _)| key == "password");
+    if parsed.password().is_none() && !in_query {
+        return url.to_owned();
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    "***".into()
+                } else {
+                    value
+                };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +421,38 @@ mod tests {
         }
         figment = figment.merge(Serialized::defaults(dict));
         Config::extract(&figment)
+    }
+
+    #[test]
+    fn debug_shows_no_token_key_or_database_password() {
+        let config = Config {
+            database_url:
+                "postgres://app:pa55word@db.example/hooks?sslmode=require&password=pa55query"
+                    .to_owned(),
+            admin_token: Some("admin-t0ken".to_owned()),
+            secret_key: Some("c2VjcmV0LWtleQ==".to_owned()),
+            old_secret_keys: vec!["b2xkLWtleQ==".to_owned()],
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in [
+            "pa55word",
+            "pa55query",
+            "admin-t0ken",
+            "c2VjcmV0LWtleQ==",
+            "b2xkLWtleQ==",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("db.example/hooks?sslmode=require"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"admin_token\":\"***\""), "{shown}");
+        assert_eq!(
+            redact_url("sqlite://mia-webhooks.db"),
+            "sqlite://mia-webhooks.db"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth;
-use crate::config::Config;
+use crate::config::{Config, redact_url};
 use crate::state::AppState;
 
 /// The server could not start or stopped with an error.
@@ -255,16 +255,5 @@ async fn metrics_upkeep(cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => handle.run_upkeep(),
         }
-    }
-}
-
-/// A database URL without its password, for logs.
-pub(crate) fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
     }
 }

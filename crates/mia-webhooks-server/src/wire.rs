@@ -2,8 +2,8 @@
 //! so that what is on the wire changes only here, on purpose.
 
 use mia_webhooks_model::{
-    Attempt, CaCertificate, Delivery, EventDefinition, Scope, Timestamp, Webhook, WebhookInput,
-    WebhookPatchInput,
+    Attempt, CaCertificate, Delivery, EventDefinition, ProxyUrl, Scope, Timestamp, Webhook,
+    WebhookInput, WebhookPatchInput,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -48,7 +48,7 @@ impl From<&Scope> for ScopeBody {
 /// A proxy, as shown: credentials are replaced by `***`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ProxyBody {
-    /// The proxy URL with its password redacted.
+    /// The proxy URL with its credentials (user and password) replaced by `***`.
     url: String,
 }
 
@@ -107,8 +107,9 @@ pub(crate) struct WebhookPage {
     pub(crate) next_cursor: Option<String>,
 }
 
-/// The proxy of a webhook, as sent.
-#[derive(Debug, Deserialize, ToSchema)]
+/// The proxy of a webhook, as sent. (No `Debug`, here and in the two requests below: they
+/// hold credentials and the secret as sent.)
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProxyRequest {
     /// `http://`, `https://` or `socks5://` URL, with optional credentials.
@@ -116,7 +117,7 @@ pub(crate) struct ProxyRequest {
 }
 
 /// Body of `POST .../webhooks`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateWebhookRequest {
     /// Absolute http or https URL, at most 2048 bytes, no fragment.
@@ -151,13 +152,19 @@ impl From<CreateWebhookRequest> for WebhookInput {
 
 /// Body of `PATCH /api/webhooks/{id}`: fields left out stay as they are; `null` clears an
 /// optional field; the secret is replaced only when given.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PatchWebhookRequest {
-    target_url: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    target_url: Option<Option<String>>,
     /// Replaced only when given and not empty.
-    secret: Option<String>,
-    events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    events: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     ca_certificate: Option<Option<String>>,
@@ -167,19 +174,56 @@ pub(crate) struct PatchWebhookRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
-    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    enabled: Option<Option<bool>>,
+}
+
+impl PatchWebhookRequest {
+    /// `null` for a field that cannot be cleared is refused, not read as "leave it".
+    pub(crate) fn refuse_nulls(&self) -> Result<(), crate::error::ApiError> {
+        for (field, null) in [
+            ("targetUrl", matches!(self.target_url, Some(None))),
+            ("secret", matches!(self.secret, Some(None))),
+            ("events", matches!(self.events, Some(None))),
+            ("enabled", matches!(self.enabled, Some(None))),
+        ] {
+            if null {
+                return Err(crate::error::ApiError::bad_field(
+                    "invalid_field",
+                    field,
+                    format!("{field} cannot be cleared; leave it out to keep it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the proxy out of the edit when it is sent back exactly as shown (credentials
+    /// masked): a form that edits other fields keeps the stored credentials.
+    pub(crate) fn keep_shown_proxy(&mut self, current: Option<&ProxyUrl>) {
+        let sent = self
+            .proxy
+            .as_ref()
+            .and_then(|p| p.as_ref())
+            .and_then(|p| p.url.as_deref());
+        if sent.is_some_and(|sent| current.is_some_and(|c| c.redacted() == sent)) {
+            self.proxy = None;
+        }
+    }
 }
 
 impl From<PatchWebhookRequest> for WebhookPatchInput {
     fn from(r: PatchWebhookRequest) -> Self {
+        // Nulls of fields that cannot be cleared were refused before (`refuse_nulls`).
         WebhookPatchInput {
-            target_url: r.target_url,
-            secret: r.secret,
-            events: r.events,
+            target_url: r.target_url.flatten(),
+            secret: r.secret.flatten(),
+            events: r.events.flatten(),
             ca_certificate: r.ca_certificate,
             proxy_url: r.proxy.map(|p| p.and_then(|p| p.url)),
             description: r.description,
-            enabled: r.enabled,
+            enabled: r.enabled.flatten(),
         }
     }
 }

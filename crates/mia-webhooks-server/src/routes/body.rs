@@ -19,6 +19,15 @@ pub(crate) fn json<T: DeserializeOwned>(
             "the request body is empty; send a JSON object",
         ));
     }
+    // Serde reads a struct from a JSON array too, field by field in order: `[...]` would slip
+    // past `deny_unknown_fields` and turn each `null` of a patch into "clear".
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_field(
+            "invalid_json",
+            "body",
+            "the request body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();

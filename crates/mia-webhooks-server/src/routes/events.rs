@@ -50,7 +50,12 @@ pub(crate) async fn ingest(
     // that transaction commits.
     let receipt = state.ingest().ingest(new).await.map_err(|err| match err {
         BatchError::Store(err) => ApiError::from(err),
-        stopped @ BatchError::Stopped => ApiError::internal(&stopped),
+        // The server is stopping: another instance (or this one, restarted) takes it.
+        BatchError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the server is stopping; send the event again",
+        ),
     })?;
     // The batcher handed the deliveries to the in-process workers (or woke them).
     let deliveries = receipt.deliveries;
@@ -64,19 +69,29 @@ pub(crate) async fn ingest(
     ))
 }
 
-/// The event catalogue: built-in events and those the operator added.
+/// The event catalogue: built-in events and those the operator added. For the tokens that
+/// manage webhooks (an emitter token may only post events).
 #[utoipa::path(get, path = "/api/events/catalog", tag = "events",
-    responses((status = 200, body = CatalogBody), (status = 401, body = crate::error::ErrorBody)),
+    responses((status = 200, body = CatalogBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub(crate) async fn catalog(State(state): State<AppState>, _caller: Caller) -> Json<CatalogBody> {
-    Json(CatalogBody {
+pub(crate) async fn catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<CatalogBody>, ApiError> {
+    if matches!(caller.role, mia_webhooks_model::Role::Emitter) {
+        return Err(ApiError::forbidden(
+            "this token may only post events; the catalogue and the webhooks need an admin token",
+        ));
+    }
+    Ok(Json(CatalogBody {
         events: state
             .inner
             .catalog
             .events()
             .map(CatalogEventBody::from)
             .collect(),
-    })
+    }))
 }
 
 /// Sends a test event to one webhook, whatever it subscribes to.

@@ -10,8 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mia_webhooks_model::{
-    EventName, NewWebhook, ProjectId, Scope, TenantId, Timestamp, Webhook, WebhookId, WebhookInput,
-    WebhookPatch, WebhookPatchInput,
+    EventName, MAX_EVENTS, NewWebhook, ProjectId, Scope, TenantId, Timestamp, Webhook, WebhookId,
+    WebhookInput, WebhookPatch, WebhookPatchInput,
 };
 use mia_webhooks_store::{Store, WebhookQuery};
 
@@ -78,6 +78,29 @@ pub(crate) struct ListParams {
     cursor: Option<String>,
 }
 
+/// The `events` filter of a list: distinct names, at most as many as a webhook may subscribe to.
+fn event_filter(raw: Option<&str>) -> Result<Vec<EventName>, ApiError> {
+    let mut names: Vec<EventName> = Vec::new();
+    for name in raw.unwrap_or_default().split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        let name = EventName::new_for_field(name, "events")
+            .map_err(|e| ApiError::from(e).with_field("events"))?;
+        if !names.contains(&name) {
+            if names.len() == MAX_EVENTS {
+                return Err(ApiError::bad_field(
+                    "invalid_query",
+                    "events",
+                    format!("events names more than {MAX_EVENTS} distinct events"),
+                ));
+            }
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
 async fn list(
     state: &AppState,
     caller: &Caller,
@@ -85,18 +108,7 @@ async fn list(
     params: &HashMap<String, String>,
 ) -> Result<Json<WebhookPage>, ApiError> {
     caller.require_scope(&scope, "scope")?;
-    let events = match params.get("events").map(String::as_str) {
-        None | Some("") => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|name| {
-                EventName::new_for_field(name, "events")
-                    .map_err(|e| ApiError::from(e).with_field("events"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let events = event_filter(params.get("events").map(String::as_str))?;
     let limit = body::limit(params.get("limit").map(String::as_str))?;
     let after = body::cursor::<WebhookId>(params.get("cursor").map(String::as_str))?;
     let page = state
@@ -219,7 +231,9 @@ pub(crate) async fn patch(
     payload: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WebhookBody>, ApiError> {
     let webhook = load(&state, &caller, &id).await?;
-    let request: PatchWebhookRequest = body::json(payload)?;
+    let mut request: PatchWebhookRequest = body::json(payload)?;
+    request.refuse_nulls()?;
+    request.keep_shown_proxy(webhook.proxy.as_ref());
     let patch: WebhookPatch = WebhookPatchInput::from(request).validate(&state.inner.catalog)?;
     check_addresses(
         &state,

@@ -166,6 +166,19 @@ async fn roles_reach_their_scopes_and_nothing_else() {
         }
     }
 
+    // The catalogue is for the tokens that manage webhooks.
+    for (who, token, expected) in [
+        ("emitter", emitter.as_str(), StatusCode::FORBIDDEN),
+        ("instance admin", ADMIN_TOKEN, StatusCode::OK),
+        ("company admin", company_t1.as_str(), StatusCode::OK),
+        ("project admin", project_t1p1.as_str(), StatusCode::OK),
+    ] {
+        let (status, body) = server
+            .call("GET", "/api/events/catalog", Some(token), None)
+            .await;
+        assert_eq!(status, expected, "{who} GET /api/events/catalog: {body}");
+    }
+
     // Posting events: emitters and instance admins only.
     let event = json!({"eventName": "project_deleted", "eventTimestamp": 1, "payload": {}});
     for (who, token, expected) in [

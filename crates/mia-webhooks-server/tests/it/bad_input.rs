@@ -186,6 +186,14 @@ async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
             StatusCode::BAD_REQUEST,
             "body",
         ),
+        // Serde would read the fields of a struct from an array, in order.
+        (
+            "/api/webhooks",
+            br#" ["https://example.com/h","s3cr3t-value",["project_created"],null,null,null,null]"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
         (
             "/api/webhooks",
             b"{\"targetUrl\":".to_vec(),
@@ -271,6 +279,18 @@ async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "GET {path}: {answer}");
         assert_eq!(answer["error"]["field"], field);
     }
+    // More distinct names than a webhook may subscribe to: refused, naming the filter.
+    let distinct: Vec<String> = (0..=256).map(|i| format!("event_n{i}")).collect();
+    let path = format!("/api/webhooks?events={}", distinct.join(","));
+    let (status, answer) = server.admin("GET", &path, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["field"], "events");
+    // One name many times over is one name, not 15,000 bound SQL variables (a URI stays
+    // under 64 KiB, so this is about as many as a request can carry).
+    let path = format!("/api/webhooks?events={}", vec!["a_b"; 15_000].join(","));
+    let (status, answer) = server.admin("GET", &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["items"], json!([]));
 
     // Nothing was stored by any of them.
     for scope in [
@@ -326,6 +346,14 @@ async fn a_rejected_edit_changes_nothing() {
             json!({"targetUrl": "http://127.0.0.1:1/", "nope": true}),
             "nope",
         ),
+        // An array: its nulls would each read as "clear this field".
+        (json!([null, null, null, null, null, null, null]), "body"),
+        // Fields that cannot be cleared: a null is refused, not read as "leave it".
+        (json!({"targetUrl": null}), "targetUrl"),
+        (json!({"secret": null}), "secret"),
+        (json!({"events": null}), "events"),
+        (json!({"enabled": null}), "enabled"),
+        (json!({"secret": "   "}), "secret"),
     ] {
         let (status, answer) = server
             .admin("PATCH", &format!("/api/webhooks/{id}"), Some(body))
@@ -348,5 +376,101 @@ async fn a_rejected_edit_changes_nothing() {
         (status, answer["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("status"))
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_credentials_are_masked_and_kept_when_the_shown_url_comes_back() {
+    let server = TestServer::start().await;
+    let mut body = valid();
+    body["proxy"] = json!({"url": "http://tok3n:hunter2@proxy.example:3128"});
+    let (status, created) = server.admin("POST", "/api/webhooks", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let shown = "http://***@proxy.example:3128/";
+    assert_eq!(created["proxy"]["url"], shown);
+    for secret in ["tok3n", "hunter2"] {
+        assert!(!created.to_string().contains(secret), "{created}");
+    }
+    let path = format!("/api/webhooks/{}", created["id"].as_str().unwrap());
+
+    // A form that edits something else sends the proxy back as shown: the credentials stay.
+    let edit = json!({"description": "renamed", "proxy": {"url": shown}});
+    let (status, edited) = server.admin("PATCH", &path, Some(edit)).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["description"], "renamed");
+    assert_eq!(edited["proxy"]["url"], shown);
+
+    // The mask anywhere else cannot be stored in place of credentials.
+    for url in [
+        "http://***@other.example:3128",
+        "http://user:***@proxy.example:3128",
+    ] {
+        let edit = json!({"proxy": {"url": url}});
+        let (status, answer) = server.admin("PATCH", &path, Some(edit)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {answer}");
+        assert_eq!(answer["error"]["field"], "proxy.url");
+        let mut body = valid();
+        body["proxy"] = json!({"url": url});
+        let (status, answer) = server.admin("POST", "/api/webhooks", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {answer}");
+        assert_eq!(answer["error"]["field"], "proxy.url");
+    }
+
+    let store = mia_webhooks_store::AnyStore::open(
+        &server.database_url,
+        mia_webhooks_store::StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (_, page) = server.admin("GET", "/api/webhooks", None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    let id = created["id"].as_str().unwrap().parse().unwrap();
+    let stored = mia_webhooks_store::Store::get_webhook(&store, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.proxy.unwrap().expose(),
+        "http://tok3n:hunter2@proxy.example:3128/"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn errors_axum_answers_itself_have_the_api_shape() {
+    let server = TestServer::start().await;
+    let cases = [
+        // A path segment that is not UTF-8 once decoded.
+        (
+            "GET",
+            "/api/webhooks/%FF",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "PUT",
+            "/api/events",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "DELETE",
+            "/api/webhooks",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        ("GET", "/api/nowhere", StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (method, path, status, code) in cases {
+        let (got, answer) = server.admin(method, path, None).await;
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{method} {path}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {answer}"
+        );
+    }
     server.stop().await;
 }
