@@ -574,6 +574,7 @@ impl Store for MemoryStore {
 
     async fn release(&self, leases: &[(DeliveryId, LeaseToken)]) -> Result<()> {
         let mut state = self.lock();
+        let state = &mut *state;
         for (id, lease) in leases {
             let Some(row) = state.deliveries.get_mut(id) else {
                 continue;
@@ -583,8 +584,20 @@ impl Store for MemoryStore {
             }
             row.lease = None;
             let due = row.next_attempt_at;
-            state.set_status(*id, DeliveryStatus::Pending);
-            state.set_claimable(*id, due);
+            let enabled = state
+                .webhooks
+                .get(&row.webhook_id)
+                .is_some_and(|w| w.webhook.enabled);
+            if enabled {
+                state.set_status(*id, DeliveryStatus::Pending);
+                state.set_claimable(*id, due);
+            } else {
+                // Disabled meanwhile: cancelled, as its pending deliveries were.
+                row.next_attempt_at = None;
+                row.updated_at = Timestamp::now();
+                state.set_status(*id, DeliveryStatus::Cancelled);
+                state.set_claimable(*id, None);
+            }
         }
         Ok(())
     }

@@ -449,15 +449,22 @@ pub(super) async fn release(
         .iter()
         .map(|(id, lease)| (id.as_uuid(), lease.0))
         .unzip();
-    // Pending again with the due time it had when claimed, so it is claimable at once.
+    // Pending again with the due time it had when claimed, so it is claimable at once; or, if
+    // the webhook was disabled meanwhile, cancelled (as its pending deliveries were).
     sqlx::query(
         "UPDATE deliveries d
-         SET status = 'pending', lease_token = NULL, claimable_at = d.next_attempt_at
-         FROM unnest($1::uuid[], $2::uuid[]) AS r(id, lease)
-         WHERE d.id = r.id AND d.lease_token = r.lease AND d.status = 'delivering'",
+         SET status = CASE WHEN w.enabled THEN 'pending' ELSE 'cancelled' END,
+             lease_token = NULL,
+             claimable_at = CASE WHEN w.enabled THEN d.next_attempt_at END,
+             next_attempt_at = CASE WHEN w.enabled THEN d.next_attempt_at END,
+             updated_at = CASE WHEN w.enabled THEN d.updated_at ELSE $3 END
+         FROM unnest($1::uuid[], $2::uuid[]) AS r(id, lease), webhooks w
+         WHERE d.id = r.id AND d.lease_token = r.lease AND d.status = 'delivering'
+           AND w.id = d.webhook_id",
     )
     .bind(ids)
     .bind(tokens)
+    .bind(Timestamp::now().as_millis())
     .execute(&store.pool)
     .await
     .map_err(db_error)?;

@@ -588,12 +588,18 @@ async fn load_events(
 }
 
 /// Gives back the leases listed in ?1 (a JSON array of `[delivery id, lease]`): due again at
-/// once, at the time the attempt was due. A lease no longer held changes nothing.
+/// once, at the time the attempt was due; or, if the webhook was disabled meanwhile, cancelled
+/// at ?2 (as its pending deliveries were). A lease no longer held changes nothing.
 pub(super) const RELEASE: &str = "\
-UPDATE deliveries SET status = 'pending', claimable_at = next_attempt_at, lease_token = NULL
-FROM json_each(?1) AS r
+UPDATE deliveries SET
+    status = CASE WHEN w.enabled = 1 THEN 'pending' ELSE 'cancelled' END,
+    claimable_at = CASE WHEN w.enabled = 1 THEN deliveries.next_attempt_at END,
+    next_attempt_at = CASE WHEN w.enabled = 1 THEN deliveries.next_attempt_at END,
+    updated_at = CASE WHEN w.enabled = 1 THEN deliveries.updated_at ELSE ?2 END,
+    lease_token = NULL
+FROM json_each(?1) AS r, webhooks AS w
 WHERE deliveries.id = unhex(r.value ->> 0) AND deliveries.lease_token = unhex(r.value ->> 1)
-  AND deliveries.status = 'delivering'";
+  AND deliveries.status = 'delivering' AND w.id = deliveries.webhook_id";
 
 pub(super) async fn release(
     store: &SqliteStore,
@@ -609,6 +615,7 @@ pub(super) async fn release(
     let mut tx = store.write().await?;
     sqlx::query(RELEASE)
         .bind(rows.finish())
+        .bind(Timestamp::now().as_millis())
         .execute(&mut *tx)
         .await
         .map_err(database_error)?;

@@ -93,6 +93,7 @@ macro_rules! conformance_tests {
             queue::per_webhook_cap_counts_live_leases,
             queue::concurrent_claimers_never_hold_the_same_delivery,
             queue::release_makes_deliveries_due_at_once,
+            queue::release_cancels_what_a_disabled_webhook_had_leased,
             queue::record_then_claim_records_first_and_claims_into_the_freed_slot,
             queue::ingest_then_claim_leases_the_new_deliveries_under_the_cap,
             log::list_deliveries_filters_by_status_newest_first,

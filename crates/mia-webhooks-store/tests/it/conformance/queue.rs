@@ -530,6 +530,38 @@ pub async fn concurrent_claimers_never_hold_the_same_delivery<B: TestBackend>(ba
     );
 }
 
+/// A lease given back after its webhook was disabled does not make the delivery pending again:
+/// it is cancelled, as the webhook's pending deliveries were, so nothing more is sent to it.
+pub async fn release_cancels_what_a_disabled_webhook_had_leased<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    store
+        .ingest(&[event("tag_created", None, None)], T0)
+        .await
+        .unwrap();
+    let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .disable_webhook(hook.id, "disabled by hand", at(2))
+        .await
+        .unwrap();
+
+    store
+        .release(&[(claimed[0].delivery_id, claimed[0].lease)])
+        .await
+        .unwrap();
+    let released = store
+        .get_delivery(claimed[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(released.status, DeliveryStatus::Cancelled);
+    assert_eq!(released.next_attempt_at, None);
+    assert!(store.claim(&claim_at(at(3), 10)).await.unwrap().is_empty());
+}
+
 pub async fn release_makes_deliveries_due_at_once<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
     let hook = webhook("instance", &["tag_created"]);
