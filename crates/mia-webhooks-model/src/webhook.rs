@@ -169,6 +169,27 @@ impl WebhookPatch {
             && self.enabled.is_none()
     }
 
+    /// Whether the patch may fix what made `webhook` fail, so that its failure clock (since when
+    /// every attempt has failed, which disables it after a period) starts over: it re-enables
+    /// the webhook, or changes how deliveries reach the receiver (target, secret, CA, proxy).
+    /// Results of attempts made before the edit then cannot disable it at once.
+    pub fn restarts_failure_clock(&self, webhook: &Webhook) -> bool {
+        (self.enabled == Some(true) && !webhook.enabled)
+            || self.secret.is_some()
+            || self
+                .target_url
+                .as_ref()
+                .is_some_and(|url| *url != webhook.target_url)
+            || self
+                .ca_certificate
+                .as_ref()
+                .is_some_and(|ca| *ca != webhook.ca_certificate)
+            || self
+                .proxy
+                .as_ref()
+                .is_some_and(|proxy| *proxy != webhook.proxy)
+    }
+
     /// Applies the patch to `webhook` at time `now`.
     pub fn apply(self, webhook: &mut Webhook, now: Timestamp) {
         if let Some(url) = self.target_url {

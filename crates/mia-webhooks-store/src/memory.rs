@@ -208,9 +208,12 @@ impl State {
             return false;
         };
         let webhook = Arc::make_mut(&mut stored.webhook);
-        webhook.enabled = false;
-        webhook.disabled_reason = Some(reason.to_owned());
-        webhook.updated_at = now;
+        // A webhook disabled already keeps its reason (an owner's over a late automatic one).
+        if webhook.enabled {
+            webhook.enabled = false;
+            webhook.disabled_reason = Some(reason.to_owned());
+            webhook.updated_at = now;
+        }
         self.cancel_pending(id, now);
         true
     }
@@ -334,12 +337,16 @@ impl Store for MemoryStore {
         };
         let before = Arc::clone(&stored.webhook);
         let disabling = patch.enabled == Some(false);
+        let restart_clock = patch.restarts_failure_clock(&before);
         let mut after = Webhook::clone(&before);
         patch.apply(&mut after, now);
         state.unindex_webhook(&before);
         state.index_webhook(&after);
         if let Some(stored) = state.webhooks.get_mut(&id) {
             stored.webhook = Arc::new(after.clone());
+            if restart_clock {
+                stored.failing_since = None;
+            }
         }
         if disabling {
             state.cancel_pending(id, now);

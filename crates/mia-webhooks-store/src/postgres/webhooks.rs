@@ -76,6 +76,7 @@ pub(super) async fn update(
     let mut webhook = store.webhook_from_row(&row)?;
     let events_changed = patch.events.is_some();
     let disabling = patch.enabled == Some(false);
+    let restart_clock = patch.restarts_failure_clock(&webhook);
     patch.apply(&mut webhook, now);
     // Re-sealed on every update, so secrets move to the current key as webhooks are edited.
     let secret = store.seal_secret(id, &webhook.secret)?;
@@ -83,7 +84,7 @@ pub(super) async fn update(
     sqlx::query(
         "UPDATE webhooks SET target_url = $2, secret = $3, events = $4, ca_certificate = $5,
             proxy_url = $6, description = $7, enabled = $8, disabled_reason = $9,
-            updated_at = $10
+            updated_at = $10, failing_since = CASE WHEN $11 THEN NULL ELSE failing_since END
          WHERE id = $1",
     )
     .bind(id.as_uuid())
@@ -102,6 +103,7 @@ pub(super) async fn update(
     .bind(webhook.enabled)
     .bind(webhook.disabled_reason.as_deref())
     .bind(now.as_millis())
+    .bind(restart_clock)
     .execute(&mut *tx)
     .await
     .map_err(db_error)?;
@@ -215,8 +217,12 @@ pub(super) async fn disable_in(
     if found.is_none() {
         return Ok(false);
     }
+    // A webhook disabled already keeps its reason (an owner's, say, over a late automatic one).
     sqlx::query(
-        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = $3 WHERE id = $1",
+        "UPDATE webhooks SET enabled = false,
+            disabled_reason = CASE WHEN enabled THEN $2 ELSE disabled_reason END,
+            updated_at = CASE WHEN enabled THEN $3 ELSE updated_at END
+         WHERE id = $1",
     )
     .bind(id)
     .bind(reason)

@@ -100,12 +100,14 @@ pub(super) async fn update(
         .events
         .as_ref()
         .is_some_and(|events| *events != webhook.events);
+    let restart_clock = patch.restarts_failure_clock(&webhook);
     patch.apply(&mut webhook, now);
     // The secret is written back on every update, so it is re-sealed with the current key.
     let secret = seal_secret(store.keys(), id, &webhook.secret)?;
     sqlx::query(
         "UPDATE webhooks SET target_url = ?, secret = ?, events = ?, ca_certificate = ?, proxy_url = ?, \
-         description = ?, enabled = ?, disabled_reason = ?, updated_at = ?, revision = ? WHERE id = ?",
+         description = ?, enabled = ?, disabled_reason = ?, updated_at = ?, revision = ?, \
+         failing_since = CASE WHEN ? THEN NULL ELSE failing_since END WHERE id = ?",
     )
     .bind(webhook.target_url.as_str())
     .bind(secret)
@@ -117,6 +119,7 @@ pub(super) async fn update(
     .bind(webhook.disabled_reason.as_deref())
     .bind(now.as_millis())
     .bind(new_revision())
+    .bind(restart_clock)
     .bind(blob(id.as_uuid()))
     .execute(&mut *tx)
     .await
@@ -225,7 +228,8 @@ pub(super) async fn disable(
     Ok(found)
 }
 
-/// Disables a webhook and cancels its pending deliveries inside a transaction.
+/// Disables a webhook and cancels its pending deliveries inside a transaction. A webhook
+/// disabled already keeps its reason (an owner's, say, over a late automatic one).
 pub(super) async fn disable_in(
     conn: &mut SqliteConnection,
     id: WebhookId,
@@ -233,7 +237,9 @@ pub(super) async fn disable_in(
     now: Timestamp,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ?, revision = ? WHERE id = ?",
+        "UPDATE webhooks SET disabled_reason = CASE WHEN enabled THEN ?1 ELSE disabled_reason END, \
+         updated_at = CASE WHEN enabled THEN ?2 ELSE updated_at END, \
+         revision = CASE WHEN enabled THEN ?3 ELSE revision END, enabled = 0 WHERE id = ?4",
     )
     .bind(reason)
     .bind(now.as_millis())

@@ -103,6 +103,8 @@ macro_rules! conformance_tests {
             log::failing_since_tracks_continuous_failure,
             log::record_can_disable_the_webhook,
             log::disable_webhook_sets_the_reason_and_cancels_pending,
+            log::an_edit_that_may_fix_a_webhook_restarts_its_failure_clock,
+            log::disabling_a_disabled_webhook_keeps_its_reason,
             log::purge_removes_old_finished_deliveries_and_orphan_events,
             log::tokens_are_found_by_hash_with_their_role,
             log::stats_count_deliveries_by_status,

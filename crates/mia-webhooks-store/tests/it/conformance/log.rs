@@ -459,6 +459,83 @@ pub async fn disable_webhook_sets_the_reason_and_cancels_pending<B: TestBackend>
     );
 }
 
+/// An edit that may fix a failing webhook (new target, secret, CA or proxy; re-enabling it)
+/// starts its failure clock over, so results of attempts made before the edit cannot disable it
+/// at once; an edit of anything else keeps the clock.
+pub async fn an_edit_that_may_fix_a_webhook_restarts_its_failure_clock<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    let events: Vec<_> = (0..2).map(|_| event("tag_created", None, None)).collect();
+    store.ingest(&events, T0).await.unwrap();
+    let c = store.claim(&claim_at(at(1), 10)).await.unwrap();
+    store
+        .record(&[failure(&c[0], at(2), NextState::RetryAt(at(100)))])
+        .await
+        .unwrap();
+    assert_eq!(store.failing_since(hook.id).await.unwrap(), Some(at(2)));
+
+    let describe = WebhookPatch {
+        description: Some(Some("renamed".into())),
+        ..WebhookPatch::default()
+    };
+    store
+        .update_webhook(hook.id, describe, at(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.failing_since(hook.id).await.unwrap(),
+        Some(at(2)),
+        "a new description fixes nothing"
+    );
+
+    let retarget = WebhookPatch {
+        target_url: Some("https://fixed.example/hook".parse().unwrap()),
+        ..WebhookPatch::default()
+    };
+    store
+        .update_webhook(hook.id, retarget, at(4))
+        .await
+        .unwrap();
+    assert_eq!(store.failing_since(hook.id).await.unwrap(), None);
+    // An attempt made before the edit fails late: the clock starts at that attempt, not at the
+    // first failure of the old target.
+    let outcomes = store
+        .record(&[failure(&c[1], at(5), NextState::RetryAt(at(100)))])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [RecordOutcome::Recorded {
+            failing_since: Some(at(5))
+        }]
+    );
+}
+
+/// A webhook disabled already keeps its reason: a late automatic disabling does not replace
+/// the owner's.
+pub async fn disabling_a_disabled_webhook_keeps_its_reason<B: TestBackend>(backend: B) {
+    let store = open(&backend).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    assert!(
+        store
+            .disable_webhook(hook.id, "by hand", at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .disable_webhook(hook.id, "failing for 3 days", at(2))
+            .await
+            .unwrap()
+    );
+    let stored = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.disabled_reason.as_deref(), Some("by hand"));
+    assert_eq!(stored.updated_at, at(1));
+}
+
 pub async fn purge_removes_old_finished_deliveries_and_orphan_events<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
     let hook = webhook("instance", &["tag_created"]);
