@@ -38,7 +38,9 @@ pub struct DeliveryConfig {
     pub per_webhook_cap: usize,
     /// The most deliveries claimed in one store call, and the most claimed deliveries waiting
     /// for a free slot (claimed ahead so that attempts keep starting while the store works).
-    /// Default 256.
+    /// Default 64. Deliveries waiting count against the per-webhook cap like those in flight
+    /// (a lease is a lease): a larger batch keeps fewer of the cap's slots sending where
+    /// several processes share webhooks at their cap (see BENCHMARKS.md).
     pub claim_batch: usize,
     /// The most attempt results written in one store call. Default 512.
     pub record_batch: usize,
@@ -68,7 +70,7 @@ impl Default for DeliveryConfig {
             disable_after: Duration::from_secs(3 * 24 * 3600),
             max_in_flight: 256,
             per_webhook_cap: 8,
-            claim_batch: 256,
+            claim_batch: 64,
             record_batch: 512,
             record_delay: Duration::from_millis(2),
             lease: Duration::from_secs(60),

@@ -50,6 +50,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Attempts in flight to one webhook (`MIA_WEBHOOKS_PER_WEBHOOK_CAP`, default 8).
     pub per_webhook_cap: usize,
+    /// Deliveries claimed in one store call, and claimed ahead of a free slot
+    /// (`MIA_WEBHOOKS_CLAIM_BATCH`, default 64).
+    pub claim_batch: usize,
     /// Connect timeout in seconds (`MIA_WEBHOOKS_CONNECT_TIMEOUT_SECS`, default 5).
     pub connect_timeout_secs: f64,
     /// Whole-attempt timeout in seconds (`MIA_WEBHOOKS_ATTEMPT_TIMEOUT_SECS`, default 15).
@@ -102,6 +105,7 @@ impl Default for Config {
             sqlite_cache_mib: 64,
             max_in_flight: 256,
             per_webhook_cap: 8,
+            claim_batch: 64,
             connect_timeout_secs: 5.0,
             attempt_timeout_secs: 15.0,
             lease_secs: 60.0,
@@ -137,6 +141,7 @@ const ENV_KEYS: &[&str] = &[
     "sqlite_cache_mib",
     "max_in_flight",
     "per_webhook_cap",
+    "claim_batch",
     "connect_timeout_secs",
     "attempt_timeout_secs",
     "lease_secs",
@@ -213,6 +218,9 @@ impl Config {
             return Err(ConfigError(
                 "setting per_webhook_cap must be at least 1".into(),
             ));
+        }
+        if self.claim_batch == 0 {
+            return Err(ConfigError("setting claim_batch must be at least 1".into()));
         }
         if self.sqlite_cache_mib == 0 {
             return Err(ConfigError(
@@ -461,6 +469,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://mia-webhooks.db");
         assert_eq!(config.per_webhook_cap, 8);
+        assert_eq!(config.claim_batch, 64);
         assert_eq!(config.retry_schedule().len(), 10);
         assert_eq!(config.disable_after(), Duration::from_secs(3 * 86400));
         assert_eq!(config.lease(), Duration::from_secs(60));
@@ -501,6 +510,7 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("allowed_cidrs = \"10.0.0.0/33\"", "allowed_cidrs"),
             ("per_webhook_cap = 0", "per_webhook_cap"),
+            ("claim_batch = 0", "claim_batch"),
             ("ingest_batch = 0", "ingest_batch"),
             ("sqlite_cache_mib = 0", "sqlite_cache_mib"),
             ("attempt_timeout_secs = -1", "attempt_timeout_secs"),

@@ -100,6 +100,7 @@ impl Server {
             disable_after: config.disable_after(),
             max_in_flight: config.max_in_flight,
             per_webhook_cap: config.per_webhook_cap,
+            claim_batch: config.claim_batch,
             shutdown_grace: config.shutdown_grace(),
             lease: config.lease(),
             ..DeliveryConfig::default()

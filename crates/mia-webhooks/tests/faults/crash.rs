@@ -23,7 +23,7 @@ const KILLS: usize = 3;
 const LEASE_SECS: &str = "12";
 const MAX_IN_FLIGHT: usize = 64;
 /// `DeliveryConfig::claim_batch` (default): deliveries claimed ahead of a free slot.
-const CLAIM_BATCH: usize = 256;
+const CLAIM_BATCH: usize = 64;
 
 fn seed() -> u64 {
     std::env::var("MIA_WEBHOOKS_TEST_SEED")
