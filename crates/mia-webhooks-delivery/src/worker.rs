@@ -324,8 +324,15 @@ impl<S: Store> Dispatcher<S> {
             if stopping && state.idle() {
                 break;
             }
-            if stopping && state.store_op.is_none() && state.in_flight.is_empty() && !record_ready {
-                // The store keeps failing and no attempt is left: one last try after the loop.
+            if stopping
+                && state.store_op.is_none()
+                && state.in_flight.is_empty()
+                && !record_ready
+                && state.grace_until.is_some_and(|grace| grace <= now)
+            {
+                // The store kept failing through the grace period and no attempt is left: one
+                // last try after the loop. (Before the grace ends, a failed write is tried
+                // again after its backoff: one passing error must not lose the results.)
                 break;
             }
 
