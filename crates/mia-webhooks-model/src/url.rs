@@ -78,9 +78,9 @@ impl FromStr for TargetUrl {
 /// `socks5h`, which resolves names at the proxy), with a host and an optional port and
 /// credentials.
 ///
-/// Credentials are secret: [`ProxyUrl::redacted`] is what responses and logs show. A URL whose
-/// user or password is the mask itself (`***`) is refused: it is a shown URL sent back, and
-/// storing it would replace the credentials with the mask.
+/// Credentials are secret: [`ProxyUrl::redacted`] is what responses and logs show.
+/// [`ProxyUrl::holds_mask`] tells a shown URL sent back (user or password `***`), which webhook
+/// input refuses; `new` itself accepts it, so rows stored before that rule still read.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ProxyUrl(Url);
 
@@ -102,13 +102,6 @@ impl ProxyUrl {
             ));
         }
         require_host(FIELD, &url)?;
-        if url.username() == MASK || url.password() == Some(MASK) {
-            return Err(ValidationError::invalid(
-                FIELD,
-                "proxy.url holds ***, the mask of stored credentials: type the credentials \
-                 again (to keep the stored ones, send the URL exactly as shown)",
-            ));
-        }
         if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             return Err(ValidationError::invalid(
                 FIELD,
@@ -119,6 +112,12 @@ impl ProxyUrl {
             return Err(too_long(FIELD, url.as_str().len()));
         }
         Ok(ProxyUrl(url))
+    }
+
+    /// Whether the user or the password is the mask of shown URLs (`***`): a shown URL sent
+    /// back, whose credentials would be replaced by the mask if stored.
+    pub fn holds_mask(&self) -> bool {
+        self.0.username() == MASK || self.0.password() == Some(MASK)
     }
 
     /// The full URL, credentials included: for the HTTP client only.
@@ -286,11 +285,16 @@ mod tests {
     }
 
     #[test]
-    fn a_shown_proxy_url_sent_back_is_refused() {
+    fn a_shown_proxy_url_is_told_apart_and_still_parses() {
         for shown in ["http://***@proxy:3128/", "http://user:***@proxy:3128"] {
-            let err = ProxyUrl::new(shown).unwrap_err();
-            assert_eq!(err.field(), "proxy.url");
-            assert!(err.message().contains("mask"), "{}", err.message());
+            assert!(ProxyUrl::new(shown).unwrap().holds_mask(), "{shown}");
+        }
+        for typed in [
+            "http://user:pw@proxy:3128",
+            "http://proxy:3128",
+            "socks5://a:b@p:1",
+        ] {
+            assert!(!ProxyUrl::new(typed).unwrap().holds_mask(), "{typed}");
         }
     }
 }

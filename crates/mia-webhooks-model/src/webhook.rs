@@ -285,7 +285,7 @@ impl WebhookInput {
                 .map(|c| CaCertificate::new(&c))
                 .transpose()?,
             proxy: non_empty(self.proxy_url)
-                .map(|p| ProxyUrl::new(&p))
+                .map(|p| proxy_input(&p))
                 .transpose()?,
             description: validate_description(self.description)?,
             enabled: self.enabled.unwrap_or(true),
@@ -355,12 +355,26 @@ impl WebhookPatchInput {
                 .transpose()?,
             proxy: self
                 .proxy_url
-                .map(|p| non_empty(p).map(|p| ProxyUrl::new(&p)).transpose())
+                .map(|p| non_empty(p).map(|p| proxy_input(&p)).transpose())
                 .transpose()?,
             description: self.description.map(validate_description).transpose()?,
             enabled: self.enabled,
         })
     }
+}
+
+/// A proxy URL as sent: one holding the mask of shown credentials (`***`) is a shown URL sent
+/// back, and storing it would replace the credentials with the mask.
+fn proxy_input(text: &str) -> Result<ProxyUrl, ValidationError> {
+    let proxy = ProxyUrl::new(text)?;
+    if proxy.holds_mask() {
+        return Err(ValidationError::invalid(
+            "proxy.url",
+            "proxy.url holds ***, the mask of stored credentials: type the credentials again \
+             (to keep the stored ones, send the URL exactly as shown)",
+        ));
+    }
+    Ok(proxy)
 }
 
 /// A secret as typed: all spaces is a slip, not a secret (refused on create and on edit alike).
@@ -506,6 +520,14 @@ mod tests {
                 ..input()
             },
             "secret",
+        );
+        // A shown proxy URL (credentials masked) sent back as new input.
+        check_err(
+            WebhookInput {
+                proxy_url: Some("http://***@proxy:3128/".into()),
+                ..input()
+            },
+            "proxy.url",
         );
         check_err(
             WebhookInput {

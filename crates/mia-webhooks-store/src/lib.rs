@@ -268,8 +268,10 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
-    /// Gives leased deliveries back without an attempt (a worker shutting down before it
-    /// started them): they are pending again at once.
+    /// Gives leased deliveries back without an attempt (a worker stopping before it started
+    /// them, or holding one whose lease is too short for an attempt): they are pending again at
+    /// once, due when they were due; those of a webhook disabled meanwhile are cancelled, as
+    /// its pending deliveries were. A lease no longer held changes nothing.
     fn release(
         &self,
         leases: &[(DeliveryId, LeaseToken)],
@@ -300,7 +302,8 @@ pub trait Store: Send + Sync + 'static {
     // --- Webhook health -------------------------------------------------------------------
 
     /// Since when every attempt to this webhook has failed; `None` when its latest attempt
-    /// succeeded or it has had none.
+    /// succeeded, it has had none, or an edit that may fix it (`WebhookPatch::restarts_failure_clock`)
+    /// came after its last failure.
     fn failing_since(
         &self,
         id: WebhookId,

@@ -92,12 +92,13 @@ async fn json_errors(response: Response) -> Response {
             .unwrap_or("the request failed")
             .to_owned(),
     };
-    let code = if status.is_server_error() {
-        "internal"
+    let converted = if status.is_server_error() {
+        // A 5xx says nothing of its cause to the client; the log has it.
+        tracing::error!(%status, cause = %text, "internal error");
+        ApiError::new(status, "internal", "the server failed; try again later").into_response()
     } else {
-        "invalid_request"
+        ApiError::new(status, "invalid_request", text).into_response()
     };
-    let converted = ApiError::new(status, code, text).into_response();
     let (converted_parts, body) = converted.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     for (name, value) in &converted_parts.headers {

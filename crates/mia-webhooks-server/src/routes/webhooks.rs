@@ -317,3 +317,30 @@ fn project_scope(tenant: &str, project: &str) -> Result<Scope, ApiError> {
         project_id: ProjectId::new(project).map_err(|_| ApiError::not_found("scope"))?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_events_filter_keeps_each_name_once_and_at_most_a_webhook_s_worth() {
+        let names = |raw: &str| {
+            event_filter(Some(raw))
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("a_b,a_b, c_d ,,a_b"), ["a_b", "c_d"]);
+        assert_eq!(names(&vec!["a_b"; 1000].join(",")), ["a_b"]);
+        assert!(event_filter(None).unwrap().is_empty());
+        let most: Vec<String> = (0..MAX_EVENTS).map(|i| format!("event_n{i}")).collect();
+        assert_eq!(
+            event_filter(Some(&most.join(","))).unwrap().len(),
+            MAX_EVENTS
+        );
+        let too_many: Vec<String> = (0..=MAX_EVENTS).map(|i| format!("event_n{i}")).collect();
+        assert!(event_filter(Some(&too_many.join(","))).is_err());
+        assert!(event_filter(Some("Bad-Name")).is_err());
+    }
+}

@@ -9,7 +9,8 @@
 //! - a record locks the webhooks of its results `FOR NO KEY UPDATE` in id order, to update their
 //!   health from a consistent value;
 //! - ingests take `FOR KEY SHARE`, which conflicts with neither, so ingestion never waits for
-//!   the workers;
+//!   the workers; so do releases, so that a disable either precedes a release (which then
+//!   cancels) or waits for it (and cancels what it made pending);
 //! - disabling (an update, `disable_webhook`, or a 410 in a record) takes `FOR UPDATE`, which
 //!   waits for ingests holding `FOR KEY SHARE`, so it cancels the deliveries they queue.
 //!
@@ -449,6 +450,19 @@ pub(super) async fn release(
         .iter()
         .map(|(id, lease)| (id.as_uuid(), lease.0))
         .unzip();
+    // The webhooks first, `FOR KEY SHARE` in id order (webhook locks before delivery locks, as
+    // everywhere): a disable (`FOR UPDATE`) then either commits before, and the update below
+    // sees the webhook disabled, or waits for this transaction and cancels what it made pending.
+    let mut tx = store.pool.begin().await.map_err(db_error)?;
+    sqlx::query(
+        "SELECT id FROM webhooks
+         WHERE id IN (SELECT webhook_id FROM deliveries WHERE id = ANY($1))
+         ORDER BY id FOR KEY SHARE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
     // Pending again with the due time it had when claimed, so it is claimable at once; or, if
     // the webhook was disabled meanwhile, cancelled (as its pending deliveries were).
     sqlx::query(
@@ -462,12 +476,13 @@ pub(super) async fn release(
          WHERE d.id = r.id AND d.lease_token = r.lease AND d.status = 'delivering'
            AND w.id = d.webhook_id",
     )
-    .bind(ids)
-    .bind(tokens)
+    .bind(&ids)
+    .bind(&tokens)
     .bind(Timestamp::now().as_millis())
-    .execute(&store.pool)
+    .execute(&mut *tx)
     .await
     .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
     Ok(())
 }
 
