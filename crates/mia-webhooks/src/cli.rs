@@ -1,5 +1,6 @@
 //! The command line: subcommands and their arguments.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -62,8 +63,8 @@ pub(crate) struct TokenCreateArgs {
     pub(crate) label: String,
 }
 
-/// Arguments of `emit`.
-#[derive(Debug, Args)]
+/// Arguments of `emit`. (Its `Debug` hides the token.)
+#[derive(Args)]
 pub(crate) struct EmitArgs {
     /// The server's base URL.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
@@ -82,8 +83,8 @@ pub(crate) struct EmitArgs {
     pub(crate) timestamp: Option<i64>,
 }
 
-/// Where the secret comes from.
-#[derive(Debug, Args)]
+/// Where the secret comes from. (Its `Debug` hides an inline secret.)
+#[derive(Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct SecretSource {
     /// Read the secret from FILE: its bytes, except that one trailing "\n" or "\r\n" is dropped
@@ -95,6 +96,27 @@ pub(crate) struct SecretSource {
     /// The secret itself, as text.
     #[arg(long, value_name = "SECRET")]
     pub(crate) secret: Option<String>,
+}
+
+impl fmt::Debug for EmitArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitArgs")
+            .field("server", &self.server)
+            .field("token", &"***")
+            .field("event", &self.event)
+            .field("payload", &self.payload)
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("secret_file", &self.secret_file)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Arguments of `sign`.
@@ -121,4 +143,23 @@ pub(crate) struct VerifyArgs {
     /// The payload file, byte for byte; standard input when absent.
     #[arg(value_name = "PAYLOAD_FILE")]
     pub(crate) payload: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_neither_the_token_nor_an_inline_secret() {
+        for line in [
+            "mia-webhooks emit --token t0ken-value --event project_created --payload {}",
+            "mia-webhooks sign --secret s3cr3t-value",
+        ] {
+            let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("t0ken-value"), "{shown}");
+            assert!(!shown.contains("s3cr3t-value"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+    }
 }
