@@ -52,7 +52,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(crate::admin::routes())
-        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -64,16 +63,8 @@ async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take this method",
-    )
-}
-
-/// Gives the errors axum answers on its own (a path segment that is not UTF-8, say) the API's
-/// JSON shape, keeping their status and headers.
+/// Gives the errors axum answers on its own (a wrong method, a path segment that is not UTF-8)
+/// the API's JSON shape, keeping their status and headers (a 405 keeps its `Allow`).
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
     let json = response
@@ -95,10 +86,17 @@ async fn json_errors(response: Response) -> Response {
     let converted = if status.is_server_error() {
         // A 5xx says nothing of its cause to the client; the log has it.
         tracing::error!(%status, cause = %text, "internal error");
-        ApiError::new(status, "internal", "the server failed; try again later").into_response()
+        ApiError::new(status, "internal", "the server failed; try again later")
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        ApiError::new(
+            status,
+            "method_not_allowed",
+            "this route does not take this method",
+        )
     } else {
-        ApiError::new(status, "invalid_request", text).into_response()
-    };
+        ApiError::new(status, "invalid_request", text)
+    }
+    .into_response();
     let (converted_parts, body) = converted.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     for (name, value) in &converted_parts.headers {

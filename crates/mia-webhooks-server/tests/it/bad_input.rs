@@ -472,5 +472,14 @@ async fn errors_axum_answers_itself_have_the_api_shape() {
             "{method} {path}: {answer}"
         );
     }
+    // A wrong method keeps the `Allow` header axum gives it.
+    let response = server
+        .client
+        .put(server.url("/api/events"))
+        .send()
+        .await
+        .unwrap();
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("POST"), "{allow}");
     server.stop().await;
 }
