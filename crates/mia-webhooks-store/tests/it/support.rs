@@ -134,6 +134,20 @@ pub fn failure(claimed: &ClaimedDelivery, now: Timestamp, next: NextState) -> At
 }
 
 /// Every delivery of a webhook, newest first, read page by page.
+/// One instance webhook on `tag_created`, one such event ingested at `T0`, and its delivery
+/// claimed at `at(1)` (lease 30 s).
+pub async fn one_claimed<S: Store>(store: &S) -> (Webhook, ClaimedDelivery) {
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    store
+        .ingest(&[event("tag_created", None, None)], T0)
+        .await
+        .unwrap();
+    let mut claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    (hook, claimed.remove(0))
+}
+
 pub async fn deliveries_of<S: Store>(store: &S, webhook: WebhookId) -> Vec<Delivery> {
     let mut all = Vec::new();
     let mut before = None;

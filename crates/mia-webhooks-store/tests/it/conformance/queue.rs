@@ -219,14 +219,8 @@ pub async fn stale_lease_record_is_refused_and_writes_nothing<B: TestBackend>(ba
 
 pub async fn record_takes_any_text_a_receiver_sends<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
-    let hook = webhook("instance", &["tag_created"]);
-    store.create_webhook(&hook).await.unwrap();
-    store
-        .ingest(&[event("tag_created", None, None)], T0)
-        .await
-        .unwrap();
-    let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
-    let mut result = failure(&claimed[0], at(2), NextState::RetryAt(at(100)));
+    let (_, claimed) = one_claimed(&store).await;
+    let mut result = failure(&claimed, at(2), NextState::RetryAt(at(100)));
     result.attempt.response_excerpt = Some("a\0b".to_owned());
     result.attempt.error = Some("the receiver answered 500 \0".to_owned());
     // PostgreSQL's `text` cannot hold NUL; a batch that failed on it would fail every time it
@@ -239,7 +233,7 @@ pub async fn record_takes_any_text_a_receiver_sends<B: TestBackend>(backend: B) 
         }]
     );
     let detail = store
-        .get_delivery(claimed[0].delivery_id)
+        .get_delivery(claimed.delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -534,25 +528,18 @@ pub async fn concurrent_claimers_never_hold_the_same_delivery<B: TestBackend>(ba
 /// it is cancelled, as the webhook's pending deliveries were, so nothing more is sent to it.
 pub async fn release_cancels_what_a_disabled_webhook_had_leased<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
-    let hook = webhook("instance", &["tag_created"]);
-    store.create_webhook(&hook).await.unwrap();
-    store
-        .ingest(&[event("tag_created", None, None)], T0)
-        .await
-        .unwrap();
-    let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
-    assert_eq!(claimed.len(), 1);
+    let (hook, claimed) = one_claimed(&store).await;
     store
         .disable_webhook(hook.id, "disabled by hand", at(2))
         .await
         .unwrap();
 
     store
-        .release(&[(claimed[0].delivery_id, claimed[0].lease)])
+        .release(&[(claimed.delivery_id, claimed.lease)])
         .await
         .unwrap();
     let released = store
-        .get_delivery(claimed[0].delivery_id)
+        .get_delivery(claimed.delivery_id)
         .await
         .unwrap()
         .unwrap()
