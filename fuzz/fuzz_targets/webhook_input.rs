@@ -22,7 +22,13 @@ fuzz_target!(|data: &[u8]| {
     let catalog = EventCatalog::built_in();
     let scope = scope_text.parse::<Scope>().unwrap_or(Scope::Instance);
     if let Ok(parsed) = scope_text.parse::<Scope>() {
-        assert_eq!(parsed.to_string().parse::<Scope>().expect("printed scope parses"), parsed);
+        assert_eq!(
+            parsed
+                .to_string()
+                .parse::<Scope>()
+                .expect("printed scope parses"),
+            parsed
+        );
     }
     let input = WebhookInput {
         target_url,
@@ -36,13 +42,22 @@ fuzz_target!(|data: &[u8]| {
     match input.validate(scope, &catalog) {
         Ok(webhook) => {
             let url = webhook.target_url.as_str();
-            assert_eq!(mia_webhooks_model::TargetUrl::new(url).expect("normalized URL validates").as_str(), url);
+            assert_eq!(
+                mia_webhooks_model::TargetUrl::new(url)
+                    .expect("normalized URL validates")
+                    .as_str(),
+                url
+            );
             assert!(!webhook.events.is_empty());
             if let Some(proxy) = &webhook.proxy {
                 assert!(mia_webhooks_model::ProxyUrl::new(proxy.expose()).is_ok());
             }
             if let Some(ca) = &webhook.ca_certificate {
-                assert_eq!(&mia_webhooks_model::CaCertificate::new(ca.as_pem()).expect("stored PEM validates"), ca);
+                assert_eq!(
+                    &mia_webhooks_model::CaCertificate::new(ca.as_pem())
+                        .expect("stored PEM validates"),
+                    ca
+                );
             }
         }
         Err(err) => {
@@ -50,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
             // Other fields' messages may quote their own text, which could equal the secret by
             // chance; the secret's own error must never quote it.
             if let Some(secret) = secret.filter(|s| s.len() >= 8 && err.field() == "secret") {
-                assert!(!err.message().contains(&secret), "an error echoed the secret");
+                assert!(
+                    !err.message().contains(&secret),
+                    "an error echoed the secret"
+                );
             }
         }
     }

@@ -209,6 +209,15 @@ mod tests {
             "base64",
         );
         check_err("-----BEGIN CERTIFICATE-----\nMIIB\n", "END");
+        // One bad certificate spoils a bundle of good ones, wherever it is.
+        let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let (other, _) = make_ca();
+        check_err(&format!("{pem}{bad}{other}"), "not valid X.509");
+        check_err(&format!("{bad}{pem}"), "not valid X.509");
+        check_err(
+            &STANDARD.encode(format!("{pem}{other}{bad}")),
+            "not valid X.509",
+        );
         check_err(&"A".repeat(MAX_CA_LEN + 1), "limit");
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::error::quoted;
 use crate::{EventName, ValidationError};
 
 /// The built-in catalogue, a copy of the Console's `events.json`.
@@ -242,7 +243,8 @@ impl EventCatalog {
         let event = EventName::new_for_field(name, field.clone())?;
         if !self.contains(event.as_str()) {
             let message = format!(
-                "{field}: {name:?} is not a known event; known events: {}",
+                "{field}: {} is not a known event; known events: {}",
+                quoted(name),
                 self.known_names()
             );
             return Err(ValidationError::new(

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::error::quoted;
 use crate::{DeliveryId, EventId, EventName, Timestamp, ValidationError, WebhookId};
 
 /// Where a delivery stands.
@@ -60,12 +61,18 @@ impl FromStr for DeliveryStatus {
     type Err = ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DeliveryStatus::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            ValidationError::invalid(
-                "status",
-                format!("status {s:?} is not one of pending, delivering, succeeded, failed, cancelled"),
-            )
-        })
+        DeliveryStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                ValidationError::invalid(
+                    "status",
+                    format!(
+                        "status {} is not one of pending, delivering, succeeded, failed, cancelled",
+                        quoted(s)
+                    ),
+                )
+            })
     }
 }
 
@@ -143,7 +150,7 @@ impl FromStr for FailureKind {
             .into_iter()
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| {
-                ValidationError::invalid("errorKind", format!("unknown error kind {s:?}"))
+                ValidationError::invalid("errorKind", format!("unknown error kind {}", quoted(s)))
             })
     }
 }

@@ -95,3 +95,37 @@ impl fmt::Display for ValidationError {
 }
 
 impl std::error::Error for ValidationError {}
+
+/// The longest part of a rejected value an error message repeats, in characters.
+const QUOTE_LIMIT: usize = 64;
+
+/// `value` quoted for an error message, cut after [`QUOTE_LIMIT`] characters: a message about a
+/// megabyte-long name stays one line.
+pub(crate) fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_LIMIT) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => {
+            let rest = value.len() - cut;
+            format!("{:?}... ({rest} more bytes)", &value[..cut])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted;
+
+    #[test]
+    fn quoted_values_are_cut_after_the_limit() {
+        assert_eq!(quoted("tag_created"), "\"tag_created\"");
+        let long = "a".repeat(1_000_000);
+        let message = quoted(&long);
+        assert_eq!(
+            message,
+            format!("\"{}\"... (999936 more bytes)", "a".repeat(64))
+        );
+        // Cut on a character boundary.
+        let wide = "é".repeat(100);
+        assert!(quoted(&wide).starts_with(&format!("\"{}\"...", "é".repeat(64))));
+    }
+}

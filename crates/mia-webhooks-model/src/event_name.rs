@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::ValidationError;
+use crate::error::quoted;
 
 /// The longest event name accepted, in bytes.
 pub const MAX_EVENT_NAME_LEN: usize = 128;
@@ -28,7 +29,10 @@ impl EventName {
         let name = name.into();
         let field = field.into();
         if let Err(problem) = check(&name) {
-            let message = format!("{field} {name:?} is not a valid event name: {problem}");
+            let message = format!(
+                "{field} {} is not a valid event name: {problem}",
+                quoted(&name)
+            );
             return Err(ValidationError::invalid(field, message));
         }
         Ok(EventName(name))

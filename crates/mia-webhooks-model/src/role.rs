@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::error::quoted;
 use crate::{ProjectId, Scope, TenantId, ValidationError};
 
 /// The role of an API token.
@@ -81,7 +82,8 @@ impl Role {
             other => Err(ValidationError::invalid(
                 "role",
                 format!(
-                    "role {other:?} is not one of instance-admin, company-admin, project-admin, emitter"
+                    "role {} is not one of instance-admin, company-admin, project-admin, emitter",
+                    quoted(other)
                 ),
             )),
         }

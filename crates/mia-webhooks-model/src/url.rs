@@ -247,6 +247,27 @@ mod tests {
     }
 
     #[test]
+    fn the_length_limit_is_2048_bytes_exactly() {
+        let prefix = "https://example.com/";
+        let at_limit = format!("{prefix}{}", "a".repeat(MAX_URL_LEN - prefix.len()));
+        assert_eq!(TargetUrl::new(&at_limit).unwrap().as_str(), at_limit);
+        let over = format!("{at_limit}a");
+        let err = TargetUrl::new(&over).unwrap_err();
+        assert_eq!(err.field(), "targetUrl");
+        assert!(
+            err.message().contains("2049 bytes long"),
+            "{}",
+            err.message()
+        );
+        // A URL that grows past the limit when normalized is refused too.
+        let grows = format!("{prefix}{}", "é".repeat((MAX_URL_LEN - prefix.len()) / 2));
+        assert!(grows.len() <= MAX_URL_LEN);
+        let err = TargetUrl::new(&grows).unwrap_err();
+        assert_eq!(err.field(), "targetUrl");
+        assert!(err.message().contains("limit is 2048"), "{}", err.message());
+    }
+
+    #[test]
     fn proxy_urls() {
         for ok in [
             "http://proxy:3128",

@@ -108,85 +108,142 @@ fn secret_file_drops_exactly_one_trailing_newline() {
     );
 }
 
-#[test]
-fn verify_accepts_every_vector_and_rejects_any_changed_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    for v in vectors() {
-        let secret = write(dir.path(), "secret", &v.secret);
-        let out = run(
-            &[
-                "verify",
-                "--secret-file",
-                &secret,
-                "--signature",
-                &v.signature,
-            ],
-            &v.payload,
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}: {}",
-            v.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// One `verify` run: its arguments, its standard input and the exit code it must give.
+struct Case {
+    label: String,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    code: i32,
+}
 
-        // Changing the first, a middle or the last byte of payload, secret or signature fails.
-        for at in positions(v.payload.len()) {
-            let mut payload = v.payload.clone();
-            payload[at] ^= 0x01;
-            let out = run(
-                &[
-                    "verify",
-                    "--secret-file",
-                    &secret,
-                    "--signature",
-                    &v.signature,
-                ],
-                &payload,
-            );
-            assert_eq!(out.status.code(), Some(1), "{}: payload byte {at}", v.name);
-            assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
-        }
-        for at in positions(v.secret.len()) {
-            let mut bad = v.secret.clone();
-            bad[at] ^= 0x01;
-            let bad_secret = write(dir.path(), "bad-secret", &bad);
-            let out = run(
-                &[
-                    "verify",
-                    "--secret-file",
-                    &bad_secret,
-                    "--signature",
-                    &v.signature,
-                ],
-                &v.payload,
-            );
-            assert_eq!(out.status.code(), Some(1), "{}: secret byte {at}", v.name);
-        }
-        for at in positions(v.signature.len()) {
-            let mut sig = v.signature.clone().into_bytes();
-            sig[at] = if sig[at] == b'0' { b'1' } else { b'0' };
-            let sig = String::from_utf8(sig).unwrap();
-            let out = run(
-                &["verify", "--secret-file", &secret, "--signature", &sig],
-                &v.payload,
-            );
-            assert_eq!(
-                out.status.code(),
-                Some(1),
-                "{}: signature char {at}",
-                v.name
-            );
+impl Case {
+    fn verify(
+        label: String,
+        secret_file: &str,
+        signature: &str,
+        payload: Payload,
+        code: i32,
+    ) -> Self {
+        let mut args = [
+            "verify",
+            "--secret-file",
+            secret_file,
+            "--signature",
+            signature,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let stdin = match payload {
+            Payload::Stdin(bytes) => bytes,
+            Payload::File(path) => {
+                args.push(path);
+                Vec::new()
+            }
+        };
+        Case {
+            label,
+            args,
+            stdin,
+            code,
         }
     }
 }
 
-fn positions(len: usize) -> Vec<usize> {
-    let mut p = vec![0, len / 2, len.saturating_sub(1)];
-    p.dedup();
-    p.retain(|&i| i < len);
-    p
+enum Payload {
+    Stdin(Vec<u8>),
+    File(String),
+}
+
+#[test]
+fn verify_accepts_every_vector_and_rejects_any_changed_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    for (i, v) in vectors().into_iter().enumerate() {
+        let secret = write(dir.path(), &format!("secret-{i}"), &v.secret);
+        let payload_file = write(dir.path(), &format!("payload-{i}"), &v.payload);
+        let name = &v.name;
+        cases.push(Case::verify(
+            format!("{name} (stdin)"),
+            &secret,
+            &v.signature,
+            Payload::Stdin(v.payload.clone()),
+            0,
+        ));
+        cases.push(Case::verify(
+            format!("{name} (file)"),
+            &secret,
+            &v.signature,
+            Payload::File(payload_file),
+            0,
+        ));
+
+        // Every byte of the payload, the secret and the signature, changed in turn, fails.
+        for at in 0..v.payload.len() {
+            let mut payload = v.payload.clone();
+            payload[at] ^= 0x01;
+            let payload = if at == 0 {
+                Payload::File(write(dir.path(), &format!("payload-{i}-{at}"), &payload))
+            } else {
+                Payload::Stdin(payload)
+            };
+            cases.push(Case::verify(
+                format!("{name}: payload byte {at}"),
+                &secret,
+                &v.signature,
+                payload,
+                1,
+            ));
+        }
+        for at in 0..v.secret.len() {
+            let mut bad = v.secret.clone();
+            bad[at] ^= 0x01;
+            let bad = write(dir.path(), &format!("secret-{i}-{at}"), &bad);
+            let payload = Payload::Stdin(v.payload.clone());
+            cases.push(Case::verify(
+                format!("{name}: secret byte {at}"),
+                &bad,
+                &v.signature,
+                payload,
+                1,
+            ));
+        }
+        for at in 0..v.signature.len() {
+            let mut sig = v.signature.clone().into_bytes();
+            sig[at] = if sig[at] == b'0' { b'1' } else { b'0' };
+            let sig = String::from_utf8(sig).unwrap();
+            let payload = Payload::Stdin(v.payload.clone());
+            cases.push(Case::verify(
+                format!("{name}: signature char {at}"),
+                &secret,
+                &sig,
+                payload,
+                1,
+            ));
+        }
+    }
+    assert!(cases.len() > 800, "{} cases", cases.len());
+
+    // About 850 processes: four at a time.
+    let chunk = cases.len().div_ceil(4);
+    std::thread::scope(|s| {
+        for part in cases.chunks(chunk) {
+            s.spawn(move || {
+                for case in part {
+                    let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+                    let out = run(&args, &case.stdin);
+                    let stderr = String::from_utf8(out.stderr).unwrap();
+                    assert_eq!(
+                        out.status.code(),
+                        Some(case.code),
+                        "{}: {stderr}",
+                        case.label
+                    );
+                    let lines = if case.code == 0 { 0 } else { 1 };
+                    assert_eq!(stderr.lines().count(), lines, "{}: {stderr}", case.label);
+                }
+            });
+        }
+    });
 }
 
 #[test]
