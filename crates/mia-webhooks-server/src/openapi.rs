@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{deliveries, events, ops, webhooks};
+use crate::routes::{deliveries, events, me, ops, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{deliveries, events, ops, webhooks};
         webhooks::get, webhooks::patch, webhooks::delete,
         events::send_test, events::ingest, events::catalog,
         deliveries::list, deliveries::get, deliveries::redeliver,
+        me::me,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     modifiers(&BearerAuth),
@@ -22,6 +23,7 @@ use crate::routes::{deliveries, events, ops, webhooks};
         (name = "webhooks", description = "Install, edit and delete webhooks"),
         (name = "events", description = "Emit events and read the catalogue"),
         (name = "deliveries", description = "The delivery log and redelivery"),
+        (name = "tokens", description = "What the caller's token is and reaches"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

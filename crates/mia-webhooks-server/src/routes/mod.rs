@@ -3,6 +3,7 @@
 pub(crate) mod body;
 pub(crate) mod deliveries;
 pub(crate) mod events;
+pub(crate) mod me;
 pub(crate) mod ops;
 pub(crate) mod webhooks;
 
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/events", post(events::ingest))
         .route("/api/events/catalog", get(events::catalog))
+        .route("/api/me", get(me::me))
         .route("/api/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -3,4 +3,5 @@
 mod auth;
 mod bad_input;
 mod end_to_end;
+mod me;
 mod support;
