@@ -14,6 +14,7 @@ import {
   $, button, clearFieldError, el, hideBanner, keepFocus, plural, reportError, setFieldError, showBanner, wireBanner,
 } from './dom.js';
 import { closeAllModals, wireCloseButtons } from './modal.js';
+import { hashFor, ownRoute, parseHash, reaches, roleLabel, scopeLabel, scopeSummary } from './route.js';
 import { state } from './state.js';
 import { openDeleteModal, openWebhookModal, wireWebhookForms } from './webhook-form.js';
 
@@ -22,50 +23,6 @@ const PAGE_SIZE = 25;
 const TAGS_SHOWN = 4;
 
 // ---------------------------------------------------------------- routing
-
-function parseHash() {
-  let hash = location.hash.replace(/^#/, '');
-  let query = '';
-  const q = hash.indexOf('?');
-  if (q >= 0) {
-    query = hash.slice(q + 1);
-    hash = hash.slice(0, q);
-  }
-  const decode = (s) => {
-    try {
-      return decodeURIComponent(s);
-    } catch (_) {
-      return s;
-    }
-  };
-  const parts = hash.split('/').filter(Boolean).map(decode);
-  const route = { kind: 'instance', tenant: '', project: '', events: [] };
-  if (parts[0] === 'companies' && parts[1]) {
-    route.kind = 'company';
-    route.tenant = parts[1];
-    if (parts[2] === 'projects' && parts[3]) {
-      route.kind = 'project';
-      route.project = parts[3];
-    }
-  }
-  for (const pair of query.split('&')) {
-    const [key, value = ''] = pair.split('=');
-    if (key === 'events') {
-      route.events = value.split(',').map(decode).map((s) => s.trim()).filter(Boolean);
-    }
-  }
-  return route;
-}
-
-function hashFor(route) {
-  let hash = '#/';
-  if (route.kind === 'company' || route.kind === 'project') {
-    hash += `companies/${enc(route.tenant)}`;
-    if (route.kind === 'project') hash += `/projects/${enc(route.project)}`;
-  }
-  if (route.events.length) hash += `?events=${route.events.map(enc).join(',')}`;
-  return hash;
-}
 
 function navigate(route) {
   const hash = hashFor(route);
@@ -76,31 +33,32 @@ function navigate(route) {
   }
 }
 
-function scopeLabel(route) {
-  if (route.kind === 'project') return `project ${route.project} of company ${route.tenant}`;
-  if (route.kind === 'company') return `company ${route.tenant}`;
-  return 'the Console instance';
-}
-
-function scopeSummary(route) {
-  if (route.kind === 'project') {
-    return `Installed on project ${route.project} of company ${route.tenant}: these webhooks receive the events of this project.`;
-  }
-  if (route.kind === 'company') {
-    return `Installed on company ${route.tenant}: these webhooks receive the events of this company and of its projects.`;
-  }
-  return 'Installed on the Console instance: these webhooks receive every event they subscribe to.';
-}
-
 // ---------------------------------------------------------------- sign in / out
+
+/** Shown, instead of the webhooks, to a token that manages none. */
+const EMITTER_MESSAGE =
+  'This is an emitter token: it may post events, but it cannot manage webhooks. ' +
+  'Sign in with the token of an instance, company or project admin.';
 
 function showSignIn(message) {
   $('app-view').hidden = true;
   $('sign-out').hidden = true;
+  $('whoami').hidden = true;
   $('signin-view').hidden = false;
   if (message) setFieldError('signin-token', 'signin-token-error', message);
   document.title = 'Sign in · mia-webhooks';
   $('signin-token').focus();
+}
+
+// What the token is, then the catalogue (which only tokens that manage webhooks may read).
+// Resolves to an error message for the sign-in form when the token cannot use this page.
+async function loadSession(options) {
+  const me = await api('GET', '/api/me', undefined, options);
+  if (!me || !me.canManageWebhooks) return EMITTER_MESSAGE;
+  const catalog = await api('GET', '/api/events/catalog', undefined, options);
+  state.me = me;
+  state.catalog = catalog.events || [];
+  return null;
 }
 
 async function onSignIn(event) {
@@ -117,14 +75,22 @@ async function onSignIn(event) {
   submit.disabled = true;
   state.token = token;
   try {
-    const catalog = await api('GET', '/api/events/catalog', undefined, { signingIn: true });
-    state.catalog = catalog.events || [];
+    const refused = await loadSession({ signingIn: true });
+    if (refused) {
+      // Not kept: the page can do nothing with it.
+      state.token = null;
+      input.value = '';
+      setFieldError('signin-token', 'signin-token-error', refused);
+      input.focus();
+      return;
+    }
     sessionStorage.setItem(TOKEN_KEY, token);
     input.value = '';
     hideBanner();
     enterApp();
   } catch (error) {
     state.token = null;
+    state.me = null;
     if (error instanceof ApiError && error.status === 401) {
       setFieldError('signin-token', 'signin-token-error', 'This token is not valid.');
     } else if (error instanceof NetworkError) {
@@ -142,10 +108,12 @@ async function onSignIn(event) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
+  state.me = null;
   state.catalog = null;
   state.webhooks = [];
   state.nextCursor = null;
   state.listGeneration += 1;
+  state.route = { kind: 'instance', tenant: '', project: '', events: [] };
   closePanels();
   $('webhooks-body').replaceChildren();
   closeAllModals();
@@ -157,20 +125,39 @@ async function enterApp() {
   $('signin-view').hidden = true;
   $('app-view').hidden = false;
   $('sign-out').hidden = false;
-  if (!state.catalog) {
+  if (!state.me || !state.catalog) {
+    // A token kept from earlier in this tab.
     try {
-      const catalog = await api('GET', '/api/events/catalog');
-      state.catalog = catalog.events || [];
+      const refused = await loadSession();
+      if (refused) {
+        signOut(refused);
+        return;
+      }
     } catch (error) {
       reportError(error, enterApp);
       return;
     }
   }
+  const who = $('whoami');
+  who.textContent = roleLabel(state.me);
+  who.hidden = false;
+  limitScopeKinds();
   onRoute();
   $('page-title').focus();
 }
 
 // ---------------------------------------------------------------- scope picker
+
+// The kinds of scope the token can reach stay choosable; the others are disabled.
+function limitScopeKinds() {
+  const own = ownRoute(state.me);
+  const reachable = {
+    instance: own.kind === 'instance',
+    company: own.kind !== 'project',
+    project: true,
+  };
+  for (const option of $('scope-kind').options) option.disabled = !reachable[option.value];
+}
 
 function syncScopeForm(route) {
   $('scope-kind').value = route.kind;
@@ -210,14 +197,26 @@ function onScopeSubmit(event) {
 
 // ---------------------------------------------------------------- route -> page
 
+// "Add webhook" is offered only where the token may add one.
+function setCanAdd(can) {
+  $('add-webhook').hidden = !can;
+}
+
 function onRoute() {
-  if (!state.token || !state.catalog) return;
-  const route = parseHash();
+  if (!state.token || !state.me || !state.catalog) return;
+  let route = parseHash(location.hash);
+  if (!route.explicit) {
+    // No scope in the URL: the token's own, written in the URL (without a history entry) so
+    // that the page can be bookmarked.
+    route = { ...ownRoute(state.me), events: route.events };
+    history.replaceState(null, '', hashFor(route));
+  }
   const scopeChanged =
     route.kind !== state.route.kind || route.tenant !== state.route.tenant || route.project !== state.route.project;
   state.route = route;
   if (scopeChanged) closePanels();
   syncScopeForm(route);
+  setCanAdd(reaches(state.me, route));
   $('scope-summary').textContent = scopeSummary(route);
   document.title = `Webhooks · ${route.kind === 'instance' ? 'instance' : route.kind === 'company' ? route.tenant : `${route.tenant} / ${route.project}`} · mia-webhooks`;
   renderFilter();
@@ -295,12 +294,15 @@ async function loadWebhooks(append) {
       state.webhooks = [];
       state.nextCursor = null;
       renderTable();
+      // Nothing can be added where nothing can be read.
+      setCanAdd(false);
+      const own = ownRoute(state.me);
       showEmpty(
         'Cannot show these webhooks',
         error.status === 404
-          ? `This token cannot manage webhooks of ${scopeLabel(route)}. Choose a scope your token manages.`
+          ? `This token cannot manage webhooks of ${scopeLabel(route)}: it manages those of ${scopeLabel(own)}${own.kind === 'company' ? ' and of its projects' : ''}. Choose a scope inside it.`
           : error.message,
-        null,
+        'Show my webhooks',
       );
     } else if (error instanceof ApiError && error.field === 'events') {
       showBanner(`The event filter is not valid: ${error.message}`);
@@ -312,6 +314,7 @@ async function loadWebhooks(append) {
   if (generation !== state.listGeneration) return;
   table.removeAttribute('aria-busy');
   $('load-more').disabled = false;
+  setCanAdd(true);
   if (!$('banner-retry').hidden) hideBanner();
   const items = page.items || [];
   state.webhooks = append ? state.webhooks.concat(items) : items;
@@ -332,7 +335,7 @@ function showEmpty(title, text, action) {
   const b = $('empty-add');
   b.hidden = !action;
   if (action) b.textContent = action;
-  b.dataset.mode = action === 'Clear filter' ? 'clear' : 'add';
+  b.dataset.mode = { 'Clear filter': 'clear', 'Show my webhooks': 'home' }[action] || 'add';
   $('empty-state').hidden = false;
   $('webhooks-table').parentElement.hidden = true;
 }
@@ -413,6 +416,26 @@ function webhookRow(webhook) {
   return row;
 }
 
+// Reads one webhook again and re-renders the table if its status changed (the server disables
+// a webhook whose receiver answered 410 Gone, or that failed for too long).
+async function refreshWebhook(id) {
+  const generation = state.listGeneration;
+  let fresh;
+  try {
+    fresh = await api('GET', `/api/webhooks/${enc(id)}`);
+  } catch (_) {
+    // The deliveries panel reports its own errors; the table stays as it was.
+    return;
+  }
+  if (generation !== state.listGeneration) return;
+  const i = state.webhooks.findIndex((w) => w.id === id);
+  if (i < 0) return;
+  const old = state.webhooks[i];
+  if (old.enabled === fresh.enabled && old.disabledReason === fresh.disabledReason) return;
+  state.webhooks[i] = fresh;
+  keepFocus(renderTable);
+}
+
 function onTableClick(event) {
   const target = event.target.closest('button[data-action]');
   if (!target) return;
@@ -432,6 +455,7 @@ function onTableClick(event) {
       break;
     case 'refresh':
       loadDeliveries(webhook.id, false, true);
+      refreshWebhook(webhook.id);
       break;
     case 'test':
       sendTestEvent(webhook, target);
@@ -466,9 +490,13 @@ function wire() {
 
   $('add-webhook').addEventListener('click', (e) => openWebhookModal('create', null, e.currentTarget));
   $('empty-add').addEventListener('click', (e) => {
-    if (e.currentTarget.dataset.mode === 'clear') {
+    const mode = e.currentTarget.dataset.mode;
+    if (mode === 'clear') {
       navigate({ ...state.route, events: [] });
       $('filter-summary').focus();
+    } else if (mode === 'home') {
+      navigate({ ...ownRoute(state.me), events: state.route.events });
+      $('page-title').focus();
     } else {
       openWebhookModal('create', null, $('add-webhook'));
     }
@@ -511,6 +539,7 @@ function wire() {
   wireCloseButtons();
 
   window.addEventListener('hashchange', onRoute);
+  document.addEventListener('deliveries-settled', (e) => refreshWebhook(e.detail.id));
 }
 
 function boot() {

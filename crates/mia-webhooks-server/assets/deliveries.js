@@ -105,6 +105,10 @@ export async function loadDeliveries(id, append, resetPolls) {
   if (state.panels.get(id) !== panel) return;
   renderDeliveries(id);
   const moving = panel.items.some((d) => d.status === 'pending' || d.status === 'delivering');
+  // Deliveries that just ended may have changed the webhook (a 410 Gone disables it): the
+  // table reads it again.
+  if (panel.moving && !moving) document.dispatchEvent(new CustomEvent('deliveries-settled', { detail: { id } }));
+  panel.moving = moving;
   if (moving && panel.polls < POLL_MAX) {
     panel.polls += 1;
     panel.timer = setTimeout(() => loadDeliveries(id, false, false), POLL_MS);

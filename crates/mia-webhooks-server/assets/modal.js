@@ -1,5 +1,6 @@
-// Modal dialogs: native <dialog> opened with showModal (the rest of the page is inert and Tab
-// stays inside), Escape closes, and the focus goes back to the element that opened it.
+// Modal dialogs: native <dialog> opened with showModal (the rest of the page is inert), Tab and
+// Shift+Tab cycle through the dialog's controls (the browser alone would move on to its own
+// toolbar), Escape closes, and the focus goes back to the element that opened it.
 
 import { $ } from './dom.js';
 
@@ -18,10 +19,43 @@ export function closeModal(dialog) {
   restoreFocus(dialog);
 }
 
+// The controls of `dialog` that Tab reaches, in order: shown, enabled, not taken out of the
+// tab order, and not inside a closed <details> (except its summary).
+function tabbables(dialog) {
+  const selector = 'a[href], button, input, select, textarea, summary, [tabindex]';
+  return [...dialog.querySelectorAll(selector)].filter((e) => {
+    if (e.disabled || e.tabIndex < 0 || e.closest('[hidden]')) return false;
+    const details = e.closest('details');
+    if (details && !details.open && !(e.tagName === 'SUMMARY' && e.parentElement === details)) return false;
+    // Visually hidden inputs (the CA file input) stay reachable; those not rendered do not.
+    return e.getClientRects().length > 0;
+  });
+}
+
+// Keeps Tab inside the dialog: past the last control it goes to the first, and back.
+function trapFocus(dialog) {
+  dialog.addEventListener('keydown', (e) => {
+    if (e.key !== 'Tab' || e.altKey || e.ctrlKey || e.metaKey) return;
+    const items = tabbables(dialog);
+    if (items.length === 0) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    const inside = dialog.contains(document.activeElement);
+    if (e.shiftKey && (document.activeElement === first || !inside)) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+      e.preventDefault();
+      first.focus();
+    }
+  });
+}
+
 // Escape: close through closeModal unless a request is in flight. Should the browser close
 // the dialog without a cancel event (it may, on a second Escape), the close event cleans up.
 export function guardModal(dialog, cleanup) {
   dialog.cleanup = cleanup;
+  trapFocus(dialog);
   dialog.addEventListener('cancel', (e) => {
     e.preventDefault();
     if (dialog.dataset.busy !== 'true') closeModal(dialog);

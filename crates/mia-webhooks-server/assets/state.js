@@ -2,6 +2,8 @@
 
 export const state = {
   token: null,
+  // What the token is (GET /api/me): { role, tenantId, projectId, canManageWebhooks, canEmitEvents }.
+  me: null,
   catalog: null,
   route: { kind: 'instance', tenant: '', project: '', events: [] },
   webhooks: [],

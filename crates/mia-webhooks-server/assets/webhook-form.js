@@ -118,13 +118,35 @@ function goToStep(step, focus) {
   }
 }
 
-// Client-side checks of step 1: only that required fields are filled. The server validates
-// everything else and its errors land next to the fields.
+// What is wrong with a target URL that the page can tell without the server, or null. The
+// server checks the rest (a blocked address, credentials in the URL, its length...) and its
+// errors land next to the field too.
+function targetUrlProblem(value) {
+  if (!value) return 'Enter the target URL.';
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value);
+  if (scheme && !/^https?$/i.test(scheme[1])) {
+    return `The target URL must start with https:// or http://, not ${scheme[1]}://.`;
+  }
+  if (!scheme) return 'Enter a full URL that starts with https:// or http://, such as https://example.com/webhooks.';
+  let url;
+  try {
+    url = new URL(value);
+  } catch (_) {
+    return 'This is not a valid URL: check the host name, and look for spaces or stray characters.';
+  }
+  if (!url.hostname) return 'The target URL must name a host, such as https://example.com/webhooks.';
+  return null;
+}
+
+// Client-side checks of step 1: required fields are filled and the target URL is an absolute
+// http or https URL. The server validates everything else and its errors land next to the
+// fields.
 function checkStep1() {
   clearWebhookErrors();
   let first = null;
-  if (!$('wh-target-url').value.trim()) {
-    setFieldError('wh-target-url', 'wh-target-url-error', 'Enter the target URL.');
+  const urlProblem = targetUrlProblem($('wh-target-url').value.trim());
+  if (urlProblem) {
+    setFieldError('wh-target-url', 'wh-target-url-error', urlProblem);
     first = first || $('wh-target-url');
   }
   if (form.mode === 'create' && $('wh-secret').value === '') {

@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset!("deliveries.js", "text/javascript; charset=utf-8"),
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("modal.js", "text/javascript; charset=utf-8"),
+    asset!("route.js", "text/javascript; charset=utf-8"),
     asset!("state.js", "text/javascript; charset=utf-8"),
     asset!("webhook-form.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
