@@ -63,9 +63,10 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Starts the binary with a fresh SQLite database and an admin token. Its output is kept (to
- * show when something fails, and to check that no secret is ever logged).
+ * show when something fails, and to check that no secret is ever logged). `inspect(what, text)`,
+ * when given, sees the headers and body of every answer to `api()`.
  */
-export async function startServer() {
+export async function startServer({ inspect } = {}) {
   if (!existsSync(BINARY)) {
     throw new Error(`no server binary at ${BINARY}: build it (cargo build --release -p mia-webhooks) or set MIA_WEBHOOKS_BIN`);
   }
@@ -123,7 +124,22 @@ export async function startServer() {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       const text = await response.text();
+      if (inspect) inspect(`${method} ${route}`, `${JSON.stringify(Object.fromEntries(response.headers))}\n${text}`);
       return { status: response.status, body: text ? JSON.parse(text) : null };
+    },
+    /**
+     * Creates a token with the binary, as an operator would: `mia-webhooks token create --role
+     * ROLE [--tenant T] [--project P]` on the server's database. Resolves to the token.
+     */
+    createToken(role, { tenant, project } = {}) {
+      const args = ['token', 'create', '--role', role];
+      if (tenant) args.push('--tenant', tenant);
+      if (project) args.push('--project', project);
+      const out = execFileSync(BINARY, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      // "Created a ... token. It is shown only this once:" then the token alone on a line.
+      const found = out.split('\n').map((l) => l.trim()).find((l) => l.startsWith('mwh_'));
+      if (!found) throw new Error(`no token in the output of mia-webhooks ${args.join(' ')}`);
+      return found;
     },
     async stop() {
       if (!exited) {
@@ -138,7 +154,10 @@ export async function startServer() {
   };
 }
 
-/** A webhook receiver on 127.0.0.1 that records every request with its raw body. */
+/**
+ * A webhook receiver on 127.0.0.1 that records every request with its raw body. It answers 200,
+ * except under `/gone`, where it answers 410 Gone (which makes the server disable the webhook).
+ */
 export async function startReceiver() {
   const requests = [];
   const waiters = [];
@@ -149,6 +168,11 @@ export async function startReceiver() {
       const record = { method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks) };
       requests.push(record);
       for (const waiter of waiters.splice(0)) waiter();
+      if (req.url.startsWith('/gone')) {
+        res.writeHead(410, { 'Content-Type': 'text/plain' });
+        res.end('this endpoint was removed');
+        return;
+      }
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify({ received: req.headers['x-mia-delivery'] || null }));
     });
@@ -168,6 +192,56 @@ export async function startReceiver() {
       }
       return requests;
     },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+/**
+ * A forward HTTP proxy on 127.0.0.1 that demands `user:password` (Proxy-Authorization: Basic)
+ * and passes requests on to 127.0.0.1 only. It records each request it saw and whether its
+ * credentials were right.
+ */
+export async function startProxy(user, password) {
+  const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    const authorized = req.headers['proxy-authorization'] === expected;
+    let target;
+    try {
+      target = new URL(req.url);
+    } catch (_) {
+      target = null;
+    }
+    seen.push({ method: req.method, url: req.url, authorized });
+    if (!authorized) {
+      res.writeHead(407, { 'Proxy-Authenticate': 'Basic realm="e2e"' });
+      res.end();
+      return;
+    }
+    if (!target || target.protocol !== 'http:' || target.hostname !== '127.0.0.1') {
+      // Tests send traffic to this machine only.
+      res.writeHead(403);
+      res.end();
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers['proxy-authorization'];
+    delete headers['proxy-connection'];
+    const upstream = http.request(target, { method: req.method, headers }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    port,
+    seen,
     close: () => new Promise((resolve) => server.close(resolve)),
   };
 }
