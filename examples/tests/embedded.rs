@@ -29,3 +29,25 @@ fn the_embedded_service_delivers_a_verified_event() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_database_scheme_is_refused_not_taken_for_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_embedded"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", "postgress://app:pw-s3cret@db/hooks")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unknown database URL scheme") && stderr.contains("postgress://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-s3cret"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file is created"
+    );
+}

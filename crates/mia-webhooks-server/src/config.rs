@@ -121,10 +121,31 @@ impl Default for Config {
     }
 }
 
-/// A setting that cannot be used; the message names it.
+/// A setting that cannot be used; the message names it as its environment variable and its
+/// TOML key, such as `MIA_WEBHOOKS_PER_WEBHOOK_CAP (per_webhook_cap): must be at least 1`.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
+
+impl ConfigError {
+    /// The setting `key` (its TOML name) has an unusable value.
+    fn invalid(key: &str, why: impl fmt::Display) -> ConfigError {
+        ConfigError(format!("{}: {why}", setting_names(key)))
+    }
+}
+
+/// How messages name a setting: `MIA_WEBHOOKS_LISTEN (listen)`.
+fn setting_names(key: &str) -> String {
+    format!("MIA_WEBHOOKS_{} ({key})", key.to_ascii_uppercase())
+}
+
+/// The text of a store error about configuration, without the store's own prefix.
+fn store_message(err: mia_webhooks_store::StoreError) -> String {
+    match err {
+        mia_webhooks_store::StoreError::Config(why) => why,
+        other => other.to_string(),
+    }
+}
 
 /// The environment keys read, without the `MIA_WEBHOOKS_` prefix. Other `MIA_WEBHOOKS_*`
 /// variables (such as the test suite's) are ignored.
@@ -177,15 +198,24 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks values that parse but make no sense.
+    /// Checks values that parse but make no sense. Each error names the setting both ways, as
+    /// its environment variable and its TOML key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |name: &str, value: f64| {
+        let positive = |key: &str, value: f64| {
             if value.is_finite() && value > 0.0 {
                 Ok(())
             } else {
-                Err(ConfigError(format!(
-                    "setting {name} must be a positive number of seconds, not {value}"
-                )))
+                Err(ConfigError::invalid(
+                    key,
+                    format!("must be a positive number of seconds, not {value}"),
+                ))
+            }
+        };
+        let at_least_one = |key: &str, value: usize| {
+            if value == 0 {
+                Err(ConfigError::invalid(key, "must be at least 1"))
+            } else {
+                Ok(())
             }
         };
         positive("connect_timeout_secs", self.connect_timeout_secs)?;
@@ -193,62 +223,92 @@ impl Config {
         positive("lease_secs", self.lease_secs)?;
         let margin = mia_webhooks_delivery::LEASE_MARGIN.as_secs_f64();
         if self.lease_secs < self.attempt_timeout_secs + margin {
-            return Err(ConfigError(format!(
-                "setting lease_secs must be at least attempt_timeout_secs ({}) plus {margin} s, \
-                 so that no lease expires while its attempt may still run; it is {}",
-                self.attempt_timeout_secs, self.lease_secs
-            )));
+            return Err(ConfigError::invalid(
+                "lease_secs",
+                format!(
+                    "must be at least attempt_timeout_secs ({}) plus {margin} s, so that no lease \
+                     expires while its attempt may still run; it is {}",
+                    self.attempt_timeout_secs, self.lease_secs
+                ),
+            ));
         }
         positive("disable_after_secs", self.disable_after_secs)?;
         positive("shutdown_grace_secs", self.shutdown_grace_secs)?;
         if self.retry_schedule_secs.is_empty() {
-            return Err(ConfigError(
-                "setting retry_schedule_secs must list at least one delay".into(),
+            return Err(ConfigError::invalid(
+                "retry_schedule_secs",
+                "must list at least one delay",
             ));
         }
         for delay in &self.retry_schedule_secs {
             positive("retry_schedule_secs", *delay)?;
         }
-        if self.max_in_flight == 0 {
-            return Err(ConfigError(
-                "setting max_in_flight must be at least 1".into(),
-            ));
-        }
-        if self.per_webhook_cap == 0 {
-            return Err(ConfigError(
-                "setting per_webhook_cap must be at least 1".into(),
-            ));
-        }
-        if self.claim_batch == 0 {
-            return Err(ConfigError("setting claim_batch must be at least 1".into()));
-        }
+        at_least_one("max_in_flight", self.max_in_flight)?;
+        at_least_one("per_webhook_cap", self.per_webhook_cap)?;
+        at_least_one("claim_batch", self.claim_batch)?;
         if self.sqlite_cache_mib == 0 {
-            return Err(ConfigError(
-                "setting sqlite_cache_mib must be at least 1".into(),
+            return Err(ConfigError::invalid(
+                "sqlite_cache_mib",
+                "must be at least 1",
             ));
         }
-        if self.ingest_batch == 0 {
-            return Err(ConfigError(
-                "setting ingest_batch must be at least 1".into(),
-            ));
-        }
+        at_least_one("ingest_batch", self.ingest_batch)?;
         if self.body_limit < 1024 {
-            return Err(ConfigError(
-                "setting body_limit must be at least 1024 bytes".into(),
+            return Err(ConfigError::invalid(
+                "body_limit",
+                "must be at least 1024 bytes",
             ));
         }
-        if self.database_url.trim().is_empty() {
-            return Err(ConfigError("setting database_url must not be empty".into()));
-        }
+        self.validate_database_url()?;
         if let Some(token) = &self.admin_token {
             if token.len() < 16 {
-                return Err(ConfigError(
-                    "setting admin_token must be at least 16 characters".into(),
+                return Err(ConfigError::invalid(
+                    "admin_token",
+                    "must be at least 16 characters",
                 ));
             }
         }
+        self.validate_secret_keys()?;
         mia_webhooks_model::EventCatalog::with_extra(self.extra_events.iter().cloned())
-            .map_err(|e| ConfigError(format!("setting extra_events: {e}")))?;
+            .map_err(|e| ConfigError::invalid("extra_events", e))?;
+        Ok(())
+    }
+
+    /// The database URL names a backend: a mistyped scheme (`postgress://`) is refused here,
+    /// not taken for a SQLite file path. The URL is shown with its password masked.
+    fn validate_database_url(&self) -> Result<(), ConfigError> {
+        let url = &self.database_url;
+        if url.trim().is_empty() {
+            return Err(ConfigError::invalid("database_url", "must not be empty"));
+        }
+        mia_webhooks_store::AnyStore::check_url(url).map_err(|err| {
+            // A SQLite location is quoted by the store's message; anything else without `://`
+            // cannot be redacted reliably, so it is not shown.
+            let shown = if url.contains("://") && !url.starts_with("sqlite:") {
+                format!("{:?}: ", redact_url(url))
+            } else {
+                String::new()
+            };
+            ConfigError::invalid("database_url", format!("{shown}{}", store_message(err)))
+        })
+    }
+
+    /// The operator keys decode to 32 bytes each; checked here so that a bad key stops the
+    /// start like any other setting. The errors never hold key material.
+    fn validate_secret_keys(&self) -> Result<(), ConfigError> {
+        const NONE: &[&str] = &[];
+        if let Some(key) = &self.secret_key {
+            mia_webhooks_store::SecretKeys::parse(key, NONE)
+                .map_err(|e| ConfigError::invalid("secret_key", store_message(e)))?;
+        }
+        for (i, key) in self.old_secret_keys.iter().enumerate() {
+            mia_webhooks_store::SecretKeys::parse(key, NONE).map_err(|e| {
+                ConfigError::invalid(
+                    "old_secret_keys",
+                    format!("key #{}: {}", i + 1, store_message(e)),
+                )
+            })?;
+        }
         Ok(())
     }
 
@@ -286,30 +346,49 @@ impl Config {
     }
 }
 
-/// Turns figment's error into one line naming the setting. Values are not echoed: a secret key
-/// may be among them.
+/// Turns figment's error into one line naming the setting, as its environment variable and its
+/// TOML key, and where the value came from. Values are not echoed: a secret key may be among
+/// them.
 fn describe(err: &figment::Error) -> String {
     let mut lines = Vec::new();
     for e in err.clone() {
-        let setting = e.path.join(".");
+        let origin = match &e.metadata {
+            Some(m) => match &m.source {
+                Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+                _ if m.name.contains("environment") => " in the environment".to_owned(),
+                _ => format!(" in {}", m.name),
+            },
+            None => String::new(),
+        };
         let what = match &e.kind {
             figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
             figment::error::Kind::InvalidValue(_, expected) => format!("expected {expected}"),
             figment::error::Kind::UnknownField(field, _) => {
-                lines.push(format!("unknown setting {field}"));
+                lines.push(format!("unknown setting {field}{origin}"));
                 continue;
             }
-            figment::error::Kind::Message(message) => message.clone(),
+            figment::error::Kind::Message(message) => without_source_lines(message),
             other => other.to_string(),
         };
-        let origin = e
-            .metadata
-            .as_ref()
-            .map(|m| format!(" (from {})", m.name))
-            .unwrap_or_default();
-        lines.push(format!("setting {setting}{origin}: {what}"));
+        // Errors inside a list name the list; a file that does not parse names no setting.
+        let line = match e.path.first() {
+            Some(key) => format!("{}{origin}: {what}", setting_names(key)),
+            None => format!("configuration{origin}: {what}"),
+        };
+        lines.push(line);
     }
     lines.join("; ")
+}
+
+/// A TOML parse error quotes the line it failed on, which may hold a secret: only its first
+/// line (where) and its last (what) are kept.
+fn without_source_lines(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.next_back()) {
+        (Some(first), Some(last)) => format!("{first}: {last}"),
+        (Some(only), None) => only.to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// Reads a list from either a TOML array or a comma-separated string (environment variables).
@@ -386,7 +465,7 @@ impl fmt::Debug for Config {
 /// parameter, is replaced by `***`.
 pub(crate) fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_owned();
+        return redact_unparsed(url);
     };
     let in_query = parsed.query_pairs().any(|(key, _)| key == "password");
     if parsed.password().is_none() && !in_query {
@@ -410,6 +489,41 @@ pub(crate) fn redact_url(url: &str) -> String {
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
     parsed.to_string()
+}
+
+/// The fallback of [`redact_url`] for a URL the `url` crate refuses (a space in the password,
+/// say): whatever follows the first `:` of a `user:password@` part is masked, and so is the
+/// value of a `password` parameter.
+fn redact_unparsed(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if pair.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -523,7 +637,107 @@ mod tests {
             ("attempt_timeout_secs = 60", "lease_secs"),
         ] {
             let err = load(toml, &[]).unwrap_err().to_string();
-            assert!(err.contains(setting), "{toml}: {err}");
+            if setting == "no_such_setting" {
+                assert!(err.contains("unknown setting no_such_setting"), "{err}");
+            } else {
+                // Both names: the environment variable and the TOML key.
+                let names = format!("MIA_WEBHOOKS_{} ({setting})", setting.to_uppercase());
+                assert!(err.starts_with(&names), "{toml}: {err}");
+            }
+        }
+        let err = load("per_webhook_cap = 0", &[]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "MIA_WEBHOOKS_PER_WEBHOOK_CAP (per_webhook_cap): must be at least 1"
+        );
+    }
+
+    #[test]
+    fn database_urls_name_a_known_backend() {
+        for url in [
+            "sqlite://mia-webhooks.db",
+            "sqlite:mia-webhooks.db",
+            "mia-webhooks.db",
+            "./hooks.db",
+            "postgres://app:pw@db/hooks",
+            "postgresql://app@db/hooks",
+            "memory:",
+        ] {
+            let toml = format!("database_url = {url:?}");
+            assert!(load(&toml, &[]).is_ok(), "{url}");
+        }
+        for (url, shown) in [
+            (
+                "postgress://user:pw-s3cret@db/x",
+                "\"postgress://user:***@db/x\"",
+            ),
+            ("mysql://user:pw-s3cret@db/x", "\"mysql://user:***@db/x\""),
+            (
+                "postgres:user:pw-s3cret@db/x",
+                "starts with \"postgres://\"",
+            ),
+            ("sqlite://", "names no file"),
+            (
+                "sqlite:///no/such/directory/hooks.db",
+                "the directory /no/such/directory does not exist",
+            ),
+        ] {
+            let err = load("", &[("database_url", url)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with("MIA_WEBHOOKS_DATABASE_URL (database_url): "),
+                "{err}"
+            );
+            assert!(!err.contains("pw-s3cret"), "{err}");
+            assert!(err.contains(shown), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_checked_at_load_without_echoing_them() {
+        let good = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        assert!(load(&format!("secret_key = {good:?}"), &[]).is_ok());
+        for (toml, names) in [
+            (
+                "secret_key = \"bm90LWEta2V5LXMzY3JldA==\"",
+                "MIA_WEBHOOKS_SECRET_KEY (secret_key): ",
+            ),
+            (
+                "secret_key = \"not base64 s3cret!\"",
+                "MIA_WEBHOOKS_SECRET_KEY (secret_key): ",
+            ),
+            (
+                "old_secret_keys = \"bm90LWEta2V5LXMzY3JldA==\"",
+                "MIA_WEBHOOKS_OLD_SECRET_KEYS (old_secret_keys): key #1",
+            ),
+        ] {
+            let err = load(toml, &[]).unwrap_err().to_string();
+            assert!(err.starts_with(names), "{err}");
+            assert!(
+                !err.contains("s3cret") && !err.contains("bm90LWEta2V5LXMzY3JldA=="),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unparsable_url_keeps_its_password_masked() {
+        for (url, redacted) in [
+            // A port out of range and a space in the host: the `url` crate refuses both.
+            (
+                "postgres://app:p@ss@db:99999/hooks",
+                "postgres://app:***@db:99999/hooks",
+            ),
+            (
+                "postgress://app:pw@d b/x?password=q&ssl=1",
+                "postgress://app:***@d b/x?password=***&ssl=1",
+            ),
+            (
+                "postgres://app@db:99999/hooks",
+                "postgres://app@db:99999/hooks",
+            ),
+        ] {
+            assert!(url::Url::parse(url).is_err(), "{url}");
+            assert_eq!(redact_url(url), redacted, "{url}");
         }
     }
 
@@ -544,5 +758,11 @@ mod tests {
             err.contains("secret_key") && !err.contains("12345"),
             "{err}"
         );
+        // A file that does not parse: where and what, not the line itself.
+        let err = load("secret_key = \"s3cret-unterminated\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("line 1") && !err.contains('\n'), "{err}");
     }
 }

@@ -38,11 +38,14 @@ impl AnyStore {
     ///
     /// - `memory:` or `memory://`: a fresh in-memory store;
     /// - `postgres://...` or `postgresql://...`: PostgreSQL (feature `postgres`);
-    /// - `sqlite://path`, `sqlite:path` or anything else, taken as a file path: SQLite
-    ///   (feature `sqlite`).
+    /// - `sqlite://path`, `sqlite:path` or anything else without a `scheme://`, taken as a
+    ///   file path: SQLite (feature `sqlite`).
     ///
-    /// A backend left out of the build is a [`StoreError::Config`](crate::StoreError::Config) that says so.
+    /// Any other `scheme://` (a mistyped `postgress://`, say) is refused by [`AnyStore::check_url`]
+    /// rather than taken for a file path. A backend left out of the build is a
+    /// [`StoreError::Config`](crate::StoreError::Config) that says so.
     pub async fn open(url: &str, options: StoreOptions) -> Result<AnyStore> {
+        Self::check_url(url)?;
         if url == "memory:" || url == "memory://" {
             return Ok(AnyStore::Memory(MemoryStore::new(options)));
         }
@@ -50,6 +53,47 @@ impl AnyStore {
             return open_postgres(url, options).await;
         }
         open_sqlite(url, options).await
+    }
+
+    /// Checks, without opening or creating anything, that `url` names a backend
+    /// [`AnyStore::open`] knows, and (SQLite) that it names a file in a directory that exists.
+    /// The error shows the URL's scheme, never the rest, which may hold a password.
+    ///
+    /// ```
+    /// use mia_webhooks_store::AnyStore;
+    ///
+    /// assert!(AnyStore::check_url("postgres://app@db/hooks").is_ok());
+    /// assert!(AnyStore::check_url("sqlite://mia-webhooks.db").is_ok());
+    /// assert!(AnyStore::check_url("./mia-webhooks.db").is_ok());
+    /// let err = AnyStore::check_url("postgress://app:pw@db/hooks").unwrap_err();
+    /// assert!(err.to_string().contains("postgress://") && !err.to_string().contains("pw"));
+    /// ```
+    pub fn check_url(url: &str) -> Result<()> {
+        const KNOWN: &str = "use sqlite://PATH, sqlite:PATH or a file path for SQLite, \
+                             postgres://... or postgresql://... for PostgreSQL, or memory:";
+        if url == "memory:" || url == "memory://" {
+            return Ok(());
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            if is_scheme(scheme) {
+                return match scheme {
+                    "postgres" | "postgresql" => Ok(()),
+                    "sqlite" => check_sqlite(url),
+                    _ => Err(crate::StoreError::Config(format!(
+                        "unknown database URL scheme \"{scheme}://\"; {KNOWN}"
+                    ))),
+                };
+            }
+        }
+        // `postgres:host/db` reads like a URL with its slashes forgotten, not like a file.
+        for scheme in ["postgres:", "postgresql:"] {
+            if url.starts_with(scheme) {
+                return Err(crate::StoreError::Config(format!(
+                    "a PostgreSQL URL starts with \"{scheme}//\""
+                )));
+            }
+        }
+        check_sqlite(url)
     }
 
     /// The backend's name: `memory`, `sqlite` or `postgres`.
@@ -67,6 +111,26 @@ impl AnyStore {
     pub fn is_durable(&self) -> bool {
         !matches!(self, AnyStore::Memory(_))
     }
+}
+
+/// Whether `text` is a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+/// One letter is not taken for one: `C://` is a drive.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && text.len() > 1
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// The location names a file (not a directory), in a directory that exists.
+#[cfg(feature = "sqlite")]
+fn check_sqlite(url: &str) -> Result<()> {
+    crate::sqlite::check_directory(&crate::sqlite::parse_location(url)?)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn check_sqlite(_url: &str) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(feature = "postgres")]
@@ -221,5 +285,58 @@ impl Store for AnyStore {
 
     async fn ping(&self) -> Result<()> {
         delegate!(self, s => s.ping())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(url: &str, expected: std::result::Result<(), &str>) {
+        match (AnyStore::check_url(url), expected) {
+            (Ok(()), Ok(())) => {}
+            (Err(err), Err(part)) => {
+                let text = err.to_string();
+                assert!(text.contains(part), "{url}: {text}");
+                assert!(
+                    !text.contains("pw"),
+                    "{url}: the error shows a password: {text}"
+                );
+            }
+            (got, want) => panic!("{url}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn check_url_knows_every_backend_and_refuses_unknown_schemes() {
+        check("memory:", Ok(()));
+        check("memory://", Ok(()));
+        check("postgres://app:pw@db/hooks", Ok(()));
+        check("postgresql://app@db/hooks?sslmode=require", Ok(()));
+        check("mia-webhooks.db", Ok(()));
+        check("./hooks.db", Ok(()));
+        let absolute = std::env::temp_dir().join("hooks.db");
+        check(absolute.to_str().unwrap(), Ok(()));
+        check("postgress://app:pw@db/hooks", Err("\"postgress://\""));
+        check("mysql://app:pw@db/hooks", Err("\"mysql://\""));
+        check("Postgres://app:pw@db/hooks", Err("\"Postgres://\""));
+        check("postgres:app:pw@db/hooks", Err("\"postgres://\""));
+        check("postgresql:db", Err("\"postgresql://\""));
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn check_url_checks_sqlite_locations() {
+        check("sqlite://mia-webhooks.db", Ok(()));
+        let absolute = std::env::temp_dir().join("hooks.db");
+        check(&format!("sqlite://{}", absolute.display()), Ok(()));
+        check("sqlite:hooks.db", Ok(()));
+        check("sqlite://", Err("names no file"));
+        check("sqlite::memory:", Err("memory:"));
+        check(
+            "sqlite:///no/such/directory/hooks.db",
+            Err("the directory /no/such/directory does not exist"),
+        );
+        check("/no/such/directory/hooks.db", Err("does not exist"));
     }
 }

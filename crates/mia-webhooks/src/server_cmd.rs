@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use mia_webhooks_model::Role;
-use mia_webhooks_server::{Config, LogFormat, Server};
+use mia_webhooks_server::{Config, LogFormat, Server, ServerError};
 
 use crate::cli::{EmitArgs, TokenCreateArgs};
 
@@ -40,9 +40,14 @@ fn init_tracing(format: LogFormat) {
     drop(result);
 }
 
+/// Prints `err` on one line; a setting found unusable only at start is a configuration error
+/// (exit 2) like those found while loading, anything else a failure at run time (exit 1).
 fn report(err: &anyhow::Error) -> ExitCode {
-    eprintln!("mia-webhooks: {err:#}");
-    ExitCode::FAILURE
+    eprintln!("mia-webhooks: {}", one_line(err));
+    match err.downcast_ref::<ServerError>() {
+        Some(ServerError::Config(_)) => ExitCode::from(USAGE),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 pub(crate) fn serve(config_path: Option<&Path>) -> ExitCode {
@@ -197,9 +202,92 @@ pub(crate) fn emit(args: &EmitArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            eprintln!("mia-webhooks: the server answered {status}: {body}");
+            eprintln!(
+                "mia-webhooks: the server answered {status}: {}",
+                error_summary(&body)
+            );
             ExitCode::FAILURE
         }
         Err(err) => report(&err),
+    }
+}
+
+/// `err` and its causes, joined by `: `, leaving out a cause whose text is already shown (an
+/// error that prints its source would otherwise show it twice).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// One line for an error answer: the API's `{"error": {"code", "message", "field"}}` as
+/// `code: message (field F)`, anything else with its whitespace folded and cut to 200 characters.
+fn error_summary(body: &str) -> String {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
+        let error = &value["error"];
+        if let (Some(code), Some(message)) = (error["code"].as_str(), error["message"].as_str()) {
+            let field = match error["field"].as_str() {
+                Some(field) => format!(" (field {field})"),
+                None => String::new(),
+            };
+            return format!("{code}: {message}{field}");
+        }
+    }
+    let folded = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match folded.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &folded[..cut]),
+        None => folded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{error_summary, one_line};
+
+    #[test]
+    fn a_cause_already_shown_is_not_repeated() {
+        let inner = std::io::Error::other("the directory /x does not exist");
+        let shown = anyhow::Error::new(inner)
+            .context("store: the directory /x does not exist")
+            .context("cannot open the database");
+        assert_eq!(
+            one_line(&shown),
+            "cannot open the database: store: the directory /x does not exist"
+        );
+        let chained = anyhow::anyhow!("root cause").context("outer");
+        assert_eq!(one_line(&chained), "outer: root cause");
+    }
+
+    #[test]
+    fn error_answers_are_summed_up_on_one_line() {
+        for (body, expected) in [
+            (
+                r#"{"error":{"code":"unauthorized","message":"a valid bearer token is required","field":null}}"#,
+                "unauthorized: a valid bearer token is required",
+            ),
+            (
+                r#"{"error":{"code":"invalid","message":"unknown event","field":"eventName"}}"#,
+                "invalid: unknown event (field eventName)",
+            ),
+            ("Bad\ngateway\n\n", "Bad gateway"),
+            ("", ""),
+        ] {
+            assert_eq!(error_summary(body), expected);
+        }
+        let long = "x ".repeat(300);
+        let summary = error_summary(&long);
+        assert!(
+            summary.len() == 203 && summary.ends_with("..."),
+            "{}",
+            summary.len()
+        );
     }
 }

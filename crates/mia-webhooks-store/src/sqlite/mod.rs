@@ -176,7 +176,7 @@ impl SqliteStore {
 }
 
 /// The file path inside a SQLite location.
-fn parse_location(location: &str) -> Result<PathBuf> {
+pub(crate) fn parse_location(location: &str) -> Result<PathBuf> {
     let path = location
         .strip_prefix("sqlite://")
         .or_else(|| location.strip_prefix("sqlite:"))
@@ -200,7 +200,7 @@ fn parse_location(location: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-fn check_directory(path: &Path) -> Result<()> {
+pub(crate) fn check_directory(path: &Path) -> Result<()> {
     if path.is_dir() {
         return Err(StoreError::Config(format!(
             "the SQLite database {} is a directory",
