@@ -24,6 +24,8 @@ const SOURCE: &str = "console";
 /// The part of the event envelope the receiver needs before handing the event on.
 #[derive(Deserialize)]
 struct Envelope {
+    #[serde(rename = "eventName")]
+    event_name: String,
     #[serde(rename = "eventTimestamp")]
     event_timestamp: u64,
 }
@@ -50,7 +52,9 @@ pub fn system_clock_ms() -> u64 {
 ///
 /// It answers `204 No Content` to an accepted event, `401 Unauthorized` to a missing, malformed or
 /// wrong signature, `400 Bad Request` to a signed body that is not an event envelope, and
-/// `409 Conflict` to a replay.
+/// `409 Conflict` to a replay, and prints one line per request on standard output: the status,
+/// the event name (accepted events only) or the reason, and the `X-Mia-Delivery` id. It never
+/// prints a secret or the payload.
 pub fn receiver_router(
     verifier: Verifier,
     replay_policy: ReplayPolicy,
@@ -71,24 +75,40 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
+    let delivery = delivery_id(&headers);
+    let (status, text) = check(&receiver, &headers, &body);
+    let code = status.as_u16();
+    match &text {
+        Ok(event_name) => println!("{code} accepted {event_name}, delivery {delivery}"),
+        Err(reason) => println!("{code} rejected: {reason}, delivery {delivery}"),
+    }
+    (status, text.err().unwrap_or(""))
+}
+
+/// Verifies one delivery: the status to answer and the event name or why it was rejected.
+fn check(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (StatusCode, Result<String, &'static str>) {
     // Authenticate the exact bytes received before looking inside them.
     let signature = headers
         .get(HEADER_NAME)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<Signature>().ok());
     let Some(signature) = signature else {
-        return (StatusCode::UNAUTHORIZED, "invalid signature");
+        return (StatusCode::UNAUTHORIZED, Err("invalid signature"));
     };
     if receiver
         .verifier
-        .verify_signature(&body, &signature)
+        .verify_signature(body, &signature)
         .is_err()
     {
-        return (StatusCode::UNAUTHORIZED, "invalid signature");
+        return (StatusCode::UNAUTHORIZED, Err("invalid signature"));
     }
 
-    let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
-        return (StatusCode::BAD_REQUEST, "not an event envelope");
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
+        return (StatusCode::BAD_REQUEST, Err("not an event envelope"));
     };
 
     let now = (receiver.clock)();
@@ -98,9 +118,26 @@ async fn receive(
         .unwrap_or_else(PoisonError::into_inner)
         .check(SOURCE, envelope.event_timestamp, &signature, now);
     if checked.is_err() {
-        return (StatusCode::CONFLICT, "replayed event");
+        return (StatusCode::CONFLICT, Err("replayed event"));
     }
 
     // A real receiver hands the event on here, idempotently on `X-Mia-Delivery`.
-    (StatusCode::NO_CONTENT, "")
+    (StatusCode::NO_CONTENT, Ok(printable(&envelope.event_name)))
+}
+
+/// The `X-Mia-Delivery` header for a log line. It is not signed, so it is shown escaped and cut
+/// short; `-` when absent.
+fn delivery_id(headers: &HeaderMap) -> String {
+    headers.get("x-mia-delivery").map_or_else(
+        || "-".to_owned(),
+        |value| printable(&String::from_utf8_lossy(value.as_bytes())),
+    )
+}
+
+/// `text` escaped (no control character can end the log line) and cut to 100 characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(100)
+        .flat_map(char::escape_debug)
+        .collect()
 }

@@ -157,3 +157,92 @@ async fn accepts_out_of_order_events_and_rejects_ones_outside_the_window() {
         );
     }
 }
+
+/// The `receiver` program itself: started as a user starts it, it prints one line per
+/// delivery, naming the event and the `X-Mia-Delivery` id when it accepts one and the reason
+/// when it rejects one, and never the secret or the payload.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_receiver_program_prints_one_line_per_delivery() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_receiver"))
+        .arg("127.0.0.1:0")
+        .env("MIA_WEBHOOKS_SECRET", "s3cr3t-program")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the receiver");
+    let stdout = child.stdout.take().expect("stdout");
+    let _child = Killed(child);
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the receiver prints a line")
+    };
+
+    let started = next_line();
+    let url = started
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {started:?}"))
+        .to_owned();
+    let now = mia_webhooks_examples::system_clock_ms();
+    let body = format!(
+        r#"{{"eventName":"project_created","eventTimestamp":{now},"payload":{{"marker":"payload-marker-7f3a"}}}}"#
+    )
+    .into_bytes();
+    let signature = sign(&body, b"s3cr3t-program").to_string();
+    let delivery = "0190f3a0-0000-7000-8000-000000000001";
+
+    let mut printed = vec![started];
+    for (signature, status, line) in [
+        (
+            Some(signature.as_str()),
+            StatusCode::NO_CONTENT,
+            format!("204 accepted project_created, delivery {delivery}"),
+        ),
+        (
+            Some(signature.as_str()),
+            StatusCode::CONFLICT,
+            format!("409 rejected: replayed event, delivery {delivery}"),
+        ),
+        (
+            Some("0".repeat(64).as_str()),
+            StatusCode::UNAUTHORIZED,
+            format!("401 rejected: invalid signature, delivery {delivery}"),
+        ),
+        (
+            None,
+            StatusCode::UNAUTHORIZED,
+            format!("401 rejected: invalid signature, delivery {delivery}"),
+        ),
+    ] {
+        assert_eq!(post(&url, &body, signature).await, status);
+        let got = next_line();
+        assert_eq!(got, line);
+        printed.push(got);
+    }
+    for line in &printed {
+        assert!(
+            !line.contains("s3cr3t") && !line.contains("payload-marker"),
+            "{line}"
+        );
+    }
+}

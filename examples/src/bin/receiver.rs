@@ -12,6 +12,11 @@
 //! Then point a webhook at `http://127.0.0.1:3000/webhooks`. The address can also be given as
 //! `MIA_WEBHOOKS_RECEIVER_ADDR`, and the replay window in seconds as
 //! `MIA_WEBHOOKS_REPLAY_TOLERANCE_SECS` (default 900).
+//!
+//! It prints one line per delivery: `204 accepted project_created, delivery <X-Mia-Delivery>`
+//! for a verified event, or the status and the reason for a rejected one, such as
+//! `401 rejected: invalid signature, delivery <X-Mia-Delivery>`. Never the secret or the
+//! payload.
 
 use std::error::Error;
 use std::time::Duration;
