@@ -1,7 +1,13 @@
 //! The OpenAPI document, generated from the handlers and wire types.
+//!
+//! Each operation lists every status it can answer: the router's own tests compare the
+//! document with the routes served and with the statuses observed.
+
+use std::collections::BTreeMap;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use crate::routes::{deliveries, events, me, ops, webhooks};
 
@@ -18,6 +24,7 @@ use crate::routes::{deliveries, events, me, ops, webhooks};
         me::me,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
+    components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "webhooks", description = "Install, edit and delete webhooks"),
@@ -38,6 +45,61 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// An error response in the API's JSON shape (`{"error": {"code", "message", "field"}}`).
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// The answers every operation behind a bearer token can give: the token is checked against
+/// the database, which may fail like any other read.
+pub(crate) struct TokenErrors;
+
+impl IntoResponses for TokenErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            (
+                "401".to_owned(),
+                error_response(
+                    "no valid token: the Authorization header is missing, is not \
+                     `Bearer <token>`, or names no token of this server",
+                ),
+            ),
+            (
+                "500".to_owned(),
+                error_response("the server failed; the cause is in its log"),
+            ),
+            (
+                "503".to_owned(),
+                error_response(
+                    "the database could not be reached, or the server is stopping: send the \
+                     request again",
+                ),
+            ),
+        ])
+    }
+}
+
+/// The answer of an operation that reads a request body: over the body limit (1 MiB by default).
+pub(crate) struct BodyTooLarge;
+
+impl IntoResponses for BodyTooLarge {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "413".to_owned(),
+            error_response("the request body is larger than the server accepts (field `body`)"),
+        )])
     }
 }
 

@@ -12,6 +12,7 @@ use mia_webhooks_store::{DeliveryDetail, DeliveryQuery, Store};
 use super::{body, webhooks};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::TokenErrors;
 use crate::state::AppState;
 use crate::wire::{AttemptBody, DeliveryBody, DeliveryDetailBody, DeliveryPage};
 
@@ -21,7 +22,10 @@ use crate::wire::{AttemptBody, DeliveryBody, DeliveryDetailBody, DeliveryPage};
         ("status" = Option<String>, Query, description = "pending, delivering, succeeded, failed or cancelled"),
         ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
-    responses((status = 200, body = DeliveryPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = DeliveryPage),
+        (status = 400, description = "a bad query parameter (`status`, `limit`, `cursor`) or a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "no such webhook, or one this token does not manage", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -62,7 +66,10 @@ pub(crate) async fn list(
 /// One delivery with all its attempts.
 #[utoipa::path(get, path = "/api/deliveries/{id}", tag = "deliveries",
     params(("id" = String, Path, description = "delivery id")),
-    responses((status = 200, body = DeliveryDetailBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = DeliveryDetailBody),
+        (status = 400, description = "a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "no such delivery, or one of a webhook this token does not manage", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -80,7 +87,10 @@ pub(crate) async fn get(
 /// Queues the same event to the same webhook again, as a new delivery.
 #[utoipa::path(post, path = "/api/deliveries/{id}/redeliver", tag = "deliveries",
     params(("id" = String, Path, description = "delivery id")),
-    responses((status = 202, body = DeliveryBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 202, description = "the new delivery, queued", body = DeliveryBody),
+        (status = 400, description = "a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "no such delivery, or one of a webhook this token does not manage", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn redeliver(
     State(state): State<AppState>,

@@ -13,21 +13,60 @@ use super::{body, webhooks};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ingest_batcher::BatchError;
+use crate::openapi::{BodyTooLarge, TokenErrors};
 use crate::state::AppState;
 use crate::wire::{CatalogBody, CatalogEventBody, IngestBody};
 
 /// The name of the event that "send test event" delivers.
 pub const TEST_EVENT_NAME: &str = "webhook_tested";
 
+/// The envelope of `POST /api/events`, for the OpenAPI document only: the handler reads the
+/// raw bytes with [`Event::parse`], which keeps them exactly as sent.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(examples(json!({"eventName": "project_created", "eventTimestamp": 1_764_374_400_000_i64,
+    "payload": {"tenantId": "acme", "projectId": "p1"}})))]
+#[allow(
+    dead_code,
+    reason = "documents the envelope for OpenAPI; Event::parse reads the body"
+)]
+pub(crate) struct EventEnvelope {
+    /// A name from the catalogue (`GET /api/events/catalog`): snake_case `subject_action`.
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)+$", max_length = 128)]
+    event_name: String,
+    /// When the event happened: Unix epoch milliseconds, not negative.
+    #[schema(minimum = 0)]
+    event_timestamp: i64,
+    /// The event's data: a JSON object, checked against the catalogued fields of its event.
+    payload: EventPayload,
+}
+
+/// The payload of an event: a JSON object with any fields; these three route it to webhooks.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(
+    dead_code,
+    reason = "documents the payload for OpenAPI; Event::parse reads the body"
+)]
+pub(crate) struct EventPayload {
+    /// The company the event belongs to: its company's webhooks receive it.
+    tenant_id: Option<String>,
+    /// Another name for `tenantId`; when both are given they must be equal.
+    company_id: Option<String>,
+    /// The project the event belongs to (with `tenantId` or `companyId`): that project's
+    /// webhooks receive it.
+    project_id: Option<String>,
+}
+
 /// Ingests an event: validates the envelope, stores it with one delivery per matching webhook
 /// (one transaction, shared with concurrent requests), and answers 202 with the event id and the number of deliveries queued.
 #[utoipa::path(post, path = "/api/events", tag = "events",
-    request_body(content = String, content_type = "application/json",
-        description = "the envelope {\"eventName\", \"eventTimestamp\" (Unix ms), \"payload\" (object)}"),
-    responses((status = 202, body = IngestBody), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-        (status = 413, body = crate::error::ErrorBody),
-        (status = 503, description = "the database could not be reached: send the event again", body = crate::error::ErrorBody)),
+    request_body(content = EventEnvelope, content_type = "application/json",
+        description = "The event envelope. Its bytes are stored as sent: every delivery sends and signs exactly them."),
+    responses((status = 202, description = "stored, with one delivery queued per matching webhook", body = IngestBody),
+        (status = 400, description = "an invalid envelope; `field` names it (`eventName`, `eventTimestamp`, `payload.tenantId`, `body`, ...)", body = crate::error::ErrorBody),
+        (status = 403, description = "this token may not post events: company and project admins manage webhooks only", body = crate::error::ErrorBody),
+        BodyTooLarge, TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
@@ -72,8 +111,9 @@ pub(crate) async fn ingest(
 /// The event catalogue: built-in events and those the operator added. For the tokens that
 /// manage webhooks (an emitter token may only post events).
 #[utoipa::path(get, path = "/api/events/catalog", tag = "events",
-    responses((status = 200, body = CatalogBody), (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody)),
+    responses((status = 200, body = CatalogBody),
+        (status = 403, description = "an emitter token: it may only post events", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn catalog(
     State(state): State<AppState>,
@@ -97,7 +137,10 @@ pub(crate) async fn catalog(
 /// Sends a test event to one webhook, whatever it subscribes to.
 #[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id")),
-    responses((status = 202, body = IngestBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 202, description = "a `webhook_tested` event queued to this webhook only", body = IngestBody),
+        (status = 400, description = "a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "no such webhook, or one this token does not manage", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn send_test(
     State(state): State<AppState>,

@@ -49,7 +49,7 @@ impl From<&Role> for MeBody {
 /// The caller's role and the scope its token manages. Any valid token may ask, an emitter's
 /// too; without one the answer is 401.
 #[utoipa::path(get, path = "/api/me", tag = "tokens",
-    responses((status = 200, body = MeBody), (status = 401, body = crate::error::ErrorBody)),
+    responses((status = 200, body = MeBody), crate::openapi::TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn me(caller: Caller) -> Json<MeBody> {
     Json(MeBody::from(&caller.role))

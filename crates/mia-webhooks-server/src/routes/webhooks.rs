@@ -18,13 +18,17 @@ use mia_webhooks_store::{Store, WebhookQuery};
 use super::body;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::{BodyTooLarge, TokenErrors};
 use crate::state::AppState;
 use crate::wire::{CreateWebhookRequest, PatchWebhookRequest, WebhookBody, WebhookPage};
 
 /// The webhooks installed on the instance.
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks",
     params(ListParams),
-    responses((status = 200, body = WebhookPage), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)),
+    responses((status = 200, body = WebhookPage),
+        (status = 400, description = "a bad query parameter (`events`, `limit`, `cursor`)", body = crate::error::ErrorBody),
+        (status = 404, description = "this token does not manage the instance scope", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn list_instance(
     State(state): State<AppState>,
@@ -37,7 +41,10 @@ pub(crate) async fn list_instance(
 /// The webhooks installed on a company.
 #[utoipa::path(get, path = "/api/companies/{tenantId}/webhooks", tag = "webhooks",
     params(("tenantId" = String, Path, description = "company id"), ListParams),
-    responses((status = 200, body = WebhookPage), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = WebhookPage),
+        (status = 400, description = "a bad query parameter (`events`, `limit`, `cursor`) or a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "this token does not manage this company, or the company id is invalid", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn list_company(
     State(state): State<AppState>,
@@ -51,7 +58,10 @@ pub(crate) async fn list_company(
 /// The webhooks installed on a project.
 #[utoipa::path(get, path = "/api/companies/{tenantId}/projects/{projectId}/webhooks", tag = "webhooks",
     params(("tenantId" = String, Path, description = "company id"), ("projectId" = String, Path, description = "project id"), ListParams),
-    responses((status = 200, body = WebhookPage), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = WebhookPage),
+        (status = 400, description = "a bad query parameter (`events`, `limit`, `cursor`) or a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "this token does not manage this project, or an id is invalid", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn list_project(
     State(state): State<AppState>,
@@ -134,7 +144,10 @@ async fn list(
 /// Installs a webhook on the instance.
 #[utoipa::path(post, path = "/api/webhooks", tag = "webhooks",
     request_body = CreateWebhookRequest,
-    responses((status = 201, body = WebhookBody), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody)),
+    responses((status = 201, body = WebhookBody),
+        (status = 400, description = "bad input; `field` names it (`targetUrl`, `secret`, `events[1]`, `proxy.url`, `body`, ...)", body = crate::error::ErrorBody),
+        (status = 404, description = "this token does not manage the instance scope", body = crate::error::ErrorBody),
+        BodyTooLarge, TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn create_instance(
     State(state): State<AppState>,
@@ -148,7 +161,10 @@ pub(crate) async fn create_instance(
 #[utoipa::path(post, path = "/api/companies/{tenantId}/webhooks", tag = "webhooks",
     params(("tenantId" = String, Path, description = "company id")),
     request_body = CreateWebhookRequest,
-    responses((status = 201, body = WebhookBody), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 201, body = WebhookBody),
+        (status = 400, description = "bad input; `field` names it (`targetUrl`, `secret`, `events[1]`, `proxy.url`, `body`, ...)", body = crate::error::ErrorBody),
+        (status = 404, description = "this token does not manage this company, or the company id is invalid", body = crate::error::ErrorBody),
+        BodyTooLarge, TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn create_company(
     State(state): State<AppState>,
@@ -163,7 +179,10 @@ pub(crate) async fn create_company(
 #[utoipa::path(post, path = "/api/companies/{tenantId}/projects/{projectId}/webhooks", tag = "webhooks",
     params(("tenantId" = String, Path, description = "company id"), ("projectId" = String, Path, description = "project id")),
     request_body = CreateWebhookRequest,
-    responses((status = 201, body = WebhookBody), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 201, body = WebhookBody),
+        (status = 400, description = "bad input; `field` names it (`targetUrl`, `secret`, `events[1]`, `proxy.url`, `body`, ...)", body = crate::error::ErrorBody),
+        (status = 404, description = "this token does not manage this project, or an id is invalid", body = crate::error::ErrorBody),
+        BodyTooLarge, TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn create_project(
     State(state): State<AppState>,
@@ -207,7 +226,10 @@ async fn create(
 /// One webhook.
 #[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id")),
-    responses((status = 200, body = WebhookBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = WebhookBody),
+        (status = 400, description = "a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "no such webhook, or one this token does not manage", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -222,7 +244,10 @@ pub(crate) async fn get(
 #[utoipa::path(patch, path = "/api/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id")),
     request_body = PatchWebhookRequest,
-    responses((status = 200, body = WebhookBody), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = WebhookBody),
+        (status = 400, description = "bad input; `field` names it (`targetUrl`, `secret`, `events`, `proxy.url`, `body`, ...)", body = crate::error::ErrorBody),
+        (status = 404, description = "no such webhook, or one this token does not manage", body = crate::error::ErrorBody),
+        BodyTooLarge, TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
@@ -252,7 +277,10 @@ pub(crate) async fn patch(
 /// Deletes a webhook with its deliveries.
 #[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id")),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 204, description = "deleted, with its deliveries"),
+        (status = 400, description = "a path segment that is not UTF-8", body = crate::error::ErrorBody),
+        (status = 404, description = "no such webhook, or one this token does not manage", body = crate::error::ErrorBody),
+        TokenErrors),
     security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,

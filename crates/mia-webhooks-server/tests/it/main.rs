@@ -4,4 +4,5 @@ mod auth;
 mod bad_input;
 mod end_to_end;
 mod me;
+mod openapi;
 mod support;

@@ -1,7 +1,7 @@
 //! Test support: a server on 127.0.0.1:0 over a fresh SQLite file, and a recording receiver.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -11,6 +11,112 @@ use mia_webhooks_server::{Config, Server};
 use serde_json::{Value, json};
 
 pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// The server's OpenAPI document, as JSON.
+pub(crate) static OPENAPI: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::to_value(mia_webhooks_server::openapi_document()).expect("the document is JSON")
+});
+
+/// The HTTP methods an OpenAPI path item may hold, lower case as in the document.
+pub(crate) const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every operation of the document: (method in upper case, path template).
+pub(crate) fn documented_operations() -> Vec<(String, String)> {
+    let mut operations = Vec::new();
+    for (path, item) in OPENAPI["paths"]
+        .as_object()
+        .expect("the document has paths")
+    {
+        for method in OPENAPI_METHODS {
+            if item.get(method).is_some() {
+                operations.push((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+/// The operation of the document that serves `method` on the concrete `path` (its query string
+/// ignored): the template whose segments match, literal segments preferred to `{parameters}`.
+pub(crate) fn operation_for(method: &str, path: &str) -> Option<(String, &'static Value)> {
+    let path = path.split('?').next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut best: Option<(usize, String, &'static Value)> = None;
+    for (template, item) in OPENAPI["paths"].as_object()? {
+        let parts: Vec<&str> = template.split('/').collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut literal = 0;
+        let matches = parts.iter().zip(&segments).all(|(part, segment)| {
+            if part.starts_with('{') && part.ends_with('}') {
+                !segment.is_empty()
+            } else {
+                literal += 1;
+                part == segment
+            }
+        });
+        let Some(operation) = item.get(method.to_ascii_lowercase()) else {
+            continue;
+        };
+        if matches && best.as_ref().is_none_or(|(most, ..)| literal > *most) {
+            best = Some((literal, template.clone(), operation));
+        }
+    }
+    best.map(|(_, template, operation)| (template, operation))
+}
+
+/// `template` with its parameters filled in: `{id}` is `webhook` or, under
+/// `/api/deliveries`, `delivery`; `{tenantId}` is `t1` and `{projectId}` is `p1`.
+pub(crate) fn concrete(template: &str, webhook: &str, delivery: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| match segment {
+            "{id}" if template.starts_with("/api/deliveries/") => delivery,
+            "{id}" => webhook,
+            "{tenantId}" => "t1",
+            "{projectId}" => "p1",
+            other if other.starts_with('{') => "x",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The smallest valid request body of an operation, if it takes one: a webhook to create (on
+/// `target`), an edit, the documented example event.
+pub(crate) fn minimal_body(method: &str, template: &str, target: &str) -> Option<Value> {
+    let operation = &OPENAPI["paths"][template][method.to_ascii_lowercase()];
+    match (method, template) {
+        ("POST", "/api/events") => Some(example_event()),
+        ("POST", t) if t.ends_with("/webhooks") => Some(
+            json!({"targetUrl": target, "secret": "minimal-secret", "events": ["project_deleted"]}),
+        ),
+        ("PATCH", _) => Some(json!({"description": "edited"})),
+        _ if operation.get("requestBody").is_some() => Some(json!({})),
+        _ => None,
+    }
+}
+
+/// The example of the ingestion envelope's schema in the document.
+pub(crate) fn example_event() -> Value {
+    OPENAPI["components"]["schemas"]["EventEnvelope"]["examples"][0].clone()
+}
+
+/// Asserts that the document lists `status` among the answers of the operation serving
+/// `method path`, when the document has one (a wrong method or an unknown path has none).
+pub(crate) fn assert_documented(method: &str, path: &str, status: StatusCode) {
+    if let Some((template, operation)) = operation_for(method, path) {
+        let code = status.as_u16().to_string();
+        assert!(
+            operation["responses"].get(&code).is_some(),
+            "{method} {path} answered {status}, which the OpenAPI document does not list for \
+             {method} {template}"
+        );
+    }
+}
 
 pub(crate) struct TestServer {
     pub(crate) base: String,
@@ -61,8 +167,10 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, self.url(path));
+        let mut request = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            self.url(path),
+        );
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -71,6 +179,7 @@ impl TestServer {
         }
         let response = request.send().await.unwrap();
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        assert_documented(method, path, status);
         let text = response.text().await.unwrap();
         let value = if text.is_empty() {
             Value::Null
@@ -88,10 +197,12 @@ impl TestServer {
         token: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = self
             .client
-            .request(method, self.url(path))
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                self.url(path),
+            )
             .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body)
@@ -99,6 +210,7 @@ impl TestServer {
             .await
             .unwrap();
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        assert_documented(method, path, status);
         let text = response.text().await.unwrap();
         (
             status,
