@@ -17,8 +17,9 @@ pub const TOKEN_PREFIX: &str = "mwh_";
 /// A new random token: the prefix and 32 random bytes, URL-safe base64.
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
-    // UUID v4-style randomness from the OS through uuid's generator keeps the dependency list
-    // short; two v7 UUIDs carry 148 random bits, and the rest is time.
+    // Randomness from the OS (uuid's v4 generator calls getrandom) keeps the dependency list
+    // short. The secret half is the v4 UUID: 122 random bits. The v7 UUID in front holds the
+    // time, a counter and 32 random bits: it keeps tokens unique, and is not counted as secret.
     let a = uuid::Uuid::now_v7();
     let b = uuid::Uuid::new_v4();
     bytes[..16].copy_from_slice(a.as_bytes());

@@ -1,9 +1,13 @@
 //! Bad input: every request answers a 4xx with a code and the field, and nothing is stored.
 
+use std::time::Duration;
+
+use mia_webhooks_model::Timestamp;
+use mia_webhooks_store::{AnyStore, Store, StoreOptions, StoreStats};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestServer};
+use crate::support::{ADMIN_TOKEN, Receiver, TestServer};
 
 fn valid() -> Value {
     json!({"targetUrl": "https://example.com/hook", "secret": "s3cr3t-value", "events": ["project_created"]})
@@ -156,16 +160,7 @@ async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
             StatusCode::BAD_REQUEST,
             "POST {path} {field}: {answer}"
         );
-        assert_eq!(
-            answer["error"]["field"],
-            json!(field),
-            "POST {path}: {answer}"
-        );
-        assert!(
-            answer["error"]["code"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty())
-        );
+        assert_names(&answer, field, &format!("POST {path}"));
         assert!(
             !answer.to_string().contains("s3cr3t-value"),
             "an error echoed the secret: {answer}"
@@ -206,65 +201,11 @@ async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
             StatusCode::PAYLOAD_TOO_LARGE,
             "body",
         ),
-        (
-            "/api/events",
-            b"{}".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "eventName",
-        ),
-        (
-            "/api/events",
-            br#"{"eventName":"nope_nope","eventTimestamp":1,"payload":{}}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "eventName",
-        ),
-        (
-            "/api/events",
-            br#"{"eventName":"project_deleted","eventTimestamp":1}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "payload",
-        ),
-        (
-            "/api/events",
-            br#"{"eventName":"project_deleted","eventTimestamp":"x","payload":{}}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "eventTimestamp",
-        ),
-        (
-            "/api/events",
-            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{"tenantId":3}}"#
-                .to_vec(),
-            StatusCode::BAD_REQUEST,
-            "payload.tenantId",
-        ),
-        (
-            "/api/events",
-            br#"{"eventName":"project_created","eventTimestamp":1,"payload":{"tenantId":"t"}}"#
-                .to_vec(),
-            StatusCode::BAD_REQUEST,
-            "payload.projectId",
-        ),
-        (
-            "/api/events",
-            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{},"x":1}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-            "x",
-        ),
-        (
-            "/api/events",
-            vec![b' '; 2 * 1024 * 1024],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body",
-        ),
     ];
     for (path, body, expected, field) in raw_cases {
         let (status, answer) = server.call_raw("POST", path, ADMIN_TOKEN, body).await;
         assert_eq!(status, expected, "POST {path} {field}: {answer}");
-        assert_eq!(
-            answer["error"]["field"],
-            json!(field),
-            "POST {path}: {answer}"
-        );
+        assert_names(&answer, field, &format!("POST {path}"));
     }
 
     let query_cases = [
@@ -277,14 +218,14 @@ async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
     for (path, field) in query_cases {
         let (status, answer) = server.admin("GET", path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "GET {path}: {answer}");
-        assert_eq!(answer["error"]["field"], field);
+        assert_names(&answer, field, &format!("GET {path}"));
     }
     // More distinct names than a webhook may subscribe to: refused, naming the filter.
     let distinct: Vec<String> = (0..=256).map(|i| format!("event_n{i}")).collect();
     let path = format!("/api/webhooks?events={}", distinct.join(","));
     let (status, answer) = server.admin("GET", &path, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert_eq!(answer["error"]["field"], "events");
+    assert_names(&answer, "events", "GET /api/webhooks?events=(257 names)");
     // One name many times over is one name, not 15,000 bound SQL variables (a URI stays
     // under 64 KiB, so this is about as many as a request can carry).
     let path = format!("/api/webhooks?events={}", vec!["a_b"; 15_000].join(","));
@@ -301,12 +242,148 @@ async fn bad_webhook_input_is_a_4xx_naming_the_field_and_stores_nothing() {
         let (_, page) = server.admin("GET", scope, None).await;
         assert_eq!(page["items"], json!([]), "{scope}");
     }
-    let (_, metrics) = server.call("GET", "/metrics", None, None).await;
+    server.stop().await;
+}
+
+/// Asserts an error answer has a code and names `field`.
+fn assert_names(answer: &Value, field: &str, request: &str) {
+    assert_eq!(
+        answer["error"]["field"],
+        json!(field),
+        "{request}: {answer}"
+    );
     assert!(
-        !metrics
+        answer["error"]["code"]
             .as_str()
-            .unwrap()
-            .contains("mia_webhooks_events_ingested_total 1")
+            .is_some_and(|c| !c.is_empty()),
+        "{request}: no error code in {answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{request}: no error message in {answer}"
+    );
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_naming_the_field_and_store_nothing() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    // A webhook every one of these events would reach, were it accepted.
+    let webhook = server
+        .create_webhook(
+            "/api/webhooks",
+            &receiver.url("/all"),
+            "s3cr3t-value",
+            &["project_deleted", "project_created"],
+        )
+        .await;
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (b"not json".to_vec(), StatusCode::BAD_REQUEST, "body"),
+        (Vec::new(), StatusCode::BAD_REQUEST, "body"),
+        (
+            br#"[{"eventName":"project_deleted","eventTimestamp":1,"payload":{}}]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":-1,"payload":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventTimestamp",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":[]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{"tenantId":"a","companyId":"b"}}"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload.companyId",
+        ),
+        (
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventName",
+        ),
+        (
+            br#"{"eventName":"nope_nope","eventTimestamp":1,"payload":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventName",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":1}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":"x","payload":{}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "eventTimestamp",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{"tenantId":3}}"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload.tenantId",
+        ),
+        (
+            br#"{"eventName":"project_created","eventTimestamp":1,"payload":{"tenantId":"t"}}"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "payload.projectId",
+        ),
+        (
+            br#"{"eventName":"project_deleted","eventTimestamp":1,"payload":{},"x":1}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "x",
+        ),
+        (
+            vec![b' '; 2 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+        ),
+    ];
+    for (body, expected, field) in cases {
+        let (status, answer) = server
+            .call_raw("POST", "/api/events", ADMIN_TOKEN, body)
+            .await;
+        assert_eq!(status, expected, "POST /api/events {field}: {answer}");
+        assert_names(&answer, field, "POST /api/events");
+    }
+
+    // Nothing was stored: no delivery in the webhook's log, none and no event in the store the
+    // server uses, and nothing sent.
+    let log = format!("/api/webhooks/{webhook}/deliveries");
+    let (_, page) = server.admin("GET", &log, None).await;
+    assert_eq!(page["items"], json!([]), "{page}");
+    let store = AnyStore::open(&server.database_url, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap(), StoreStats::default());
+    // Removing every event older than tomorrow that has no delivery counts them: none.
+    let tomorrow = Timestamp::now().saturating_add(Duration::from_secs(86_400));
+    assert_eq!(store.purge(tomorrow).await.unwrap().events, 0);
+    assert!(receiver.received().is_empty());
+
+    // The same checks see an accepted event: one no webhook takes is stored and counted by
+    // the purge; one the webhook takes is in its log and in the store's counts.
+    let user =
+        json!({"companyId": "acme", "userId": "u1", "email": "u1@example.com", "roleId": "r"});
+    let answer = server.emit("company_user_added", user).await;
+    assert_eq!(answer["deliveries"], 0);
+    assert_eq!(store.purge(tomorrow).await.unwrap().events, 1);
+    server
+        .emit("project_deleted", json!({"tenantId": "acme"}))
+        .await;
+    let (_, page) = server.admin("GET", &log, None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        stats.pending + stats.delivering + stats.succeeded + stats.failed + stats.cancelled,
+        1
     );
     server.stop().await;
 }
