@@ -13,6 +13,12 @@ use axum::routing::post;
 use mia_webhooks_signature::{HEADER_NAME, ReplayGuard, ReplayPolicy, Signature, Verifier};
 use serde::Deserialize;
 
+/// The Rust blocks of the repository's README (the receiver quickstart), compiled and run as
+/// doctests so that what a new user copies builds.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The path the receiver listens on for deliveries.
 pub const WEBHOOK_PATH: &str = "/webhooks";
 
