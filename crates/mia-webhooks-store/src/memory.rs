@@ -503,6 +503,11 @@ impl Store for MemoryStore {
 
     async fn record(&self, results: &[AttemptResult]) -> Result<Vec<RecordOutcome>> {
         let mut state = self.lock();
+        if !results.is_empty() {
+            // Nothing is written yet: failing here leaves the state as it was, like a rolled-back
+            // transaction.
+            self.options.check_record_fault()?;
+        }
         let mut outcomes = Vec::with_capacity(results.len());
         // Retries recorded as pending, by webhook: a 410 later in the batch cancels them.
         let mut retried: Vec<(usize, WebhookId)> = Vec::new();

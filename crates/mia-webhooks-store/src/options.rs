@@ -30,24 +30,42 @@ pub struct StoreOptions {
     /// Fault injection for the conformance suite, not for production: while this is `true`,
     /// every backend fails [`Store::ingest`](crate::Store::ingest) and
     /// [`Store::ingest_for_webhook`](crate::Store::ingest_for_webhook) inside their transaction,
-    /// right after writing the event and before its deliveries, so tests can show that nothing
-    /// of a failed ingestion is left behind.
+    /// after writing the events and their deliveries and before the commit (the memory store,
+    /// which has no transaction, before writing anything), so tests can show that nothing of a
+    /// failed ingestion is left behind.
     #[doc(hidden)]
-    pub fail_ingest_after_event: Arc<AtomicBool>,
+    pub fail_ingest_before_commit: Arc<AtomicBool>,
+    /// Fault injection for the conformance suite, not for production: while this is `true`,
+    /// every backend fails [`Store::record`](crate::Store::record) of a non-empty batch, and the
+    /// record part of [`Store::record_then_claim`](crate::Store::record_then_claim), inside
+    /// their transaction, after writing the attempts, next states, health and any disabling and
+    /// before the commit (the memory store, which has no transaction, before writing anything),
+    /// so tests can show that a failed record writes nothing and every lease stays held.
+    #[doc(hidden)]
+    pub fail_record_before_commit: Arc<AtomicBool>,
 }
 
 impl StoreOptions {
-    /// Fails when the test hook [`StoreOptions::fail_ingest_after_event`] is set. Backends call
-    /// this inside the ingest transaction after writing the event.
+    /// Fails when the test hook [`StoreOptions::fail_ingest_before_commit`] is set. Backends call
+    /// this inside the ingest transaction, after its writes and before the commit.
     pub(crate) fn check_ingest_fault(&self) -> Result<()> {
-        if self.fail_ingest_after_event.load(Ordering::SeqCst) {
-            return Err(StoreError::Database(Box::new(InjectedFault)));
+        if self.fail_ingest_before_commit.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(Box::new(InjectedFault("ingestion"))));
+        }
+        Ok(())
+    }
+
+    /// Fails when the test hook [`StoreOptions::fail_record_before_commit`] is set. Backends call
+    /// this inside the record transaction, after its writes and before the commit.
+    pub(crate) fn check_record_fault(&self) -> Result<()> {
+        if self.fail_record_before_commit.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(Box::new(InjectedFault("record"))));
         }
         Ok(())
     }
 }
 
-/// The error of an injected fault.
+/// The error of an injected fault, naming the operation it failed.
 #[derive(Debug, thiserror::Error)]
-#[error("injected fault: ingestion failed after writing the event")]
-struct InjectedFault;
+#[error("injected fault: {0} failed before its commit")]
+struct InjectedFault(&'static str);

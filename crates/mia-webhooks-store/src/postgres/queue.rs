@@ -314,13 +314,14 @@ pub(super) async fn record(
         return Ok(Vec::new());
     }
     let mut tx = store.pool.begin().await.map_err(db_error)?;
-    let outcomes = record_in(&mut tx, results).await?;
+    let outcomes = record_in(store, &mut tx, results).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(outcomes)
 }
 
 /// [`record`] inside the caller's transaction, which the caller commits.
 async fn record_in(
+    store: &PostgresStore,
     conn: &mut PgConnection,
     results: &[AttemptResult],
 ) -> Result<Vec<RecordOutcome>> {
@@ -436,6 +437,9 @@ async fn record_in(
     for (webhook, (reason, now)) in disables {
         disable_in(&mut *conn, webhook, reason, now).await?;
     }
+    // The test hook fails here, after every write and before the commit: the rollback must
+    // leave no attempt and every lease held.
+    store.options.check_record_fault()?;
     Ok(outcomes)
 }
 
@@ -506,7 +510,7 @@ pub(super) async fn record_then_claim(
             return (Err(same_failure(&err)), Err(err));
         }
     };
-    let outcomes = match record_in(&mut tx, results).await {
+    let outcomes = match record_in(store, &mut tx, results).await {
         Ok(outcomes) => outcomes,
         Err(err) => {
             drop(tx);

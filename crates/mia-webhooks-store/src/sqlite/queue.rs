@@ -26,7 +26,6 @@ use super::rows::{self, batches, blob, get, padded, uuid, value_rows};
 use crate::sql_error::database_error;
 use crate::{
     ClaimRequest, ClaimedDelivery, IngestReceipt, LeaseToken, NewEvent, Result, StoreError,
-    StoreOptions,
 };
 
 /// How many times a claim looks again for due deliveries after the per-webhook cap set some aside.
@@ -98,7 +97,7 @@ async fn ingest_in(
     events: &[NewEvent],
     now: Timestamp,
 ) -> Result<Vec<IngestReceipt>> {
-    insert_events(conn, events, now, &store.options).await?;
+    insert_events(conn, events, now).await?;
     // One lookup per distinct (name, candidate scopes) of the batch: the events of a busy
     // source mostly share them.
     let mut matched: HashMap<(&str, Vec<String>), Vec<Uuid>> = HashMap::new();
@@ -124,6 +123,7 @@ async fn ingest_in(
         });
     }
     insert_delivery_rows(conn, &deliveries, now).await?;
+    store.options.check_ingest_fault()?;
     Ok(receipts)
 }
 
@@ -151,8 +151,9 @@ pub(super) async fn ingest_for_webhook(
     if !exists {
         return Ok(None);
     }
-    insert_events(&mut tx, std::slice::from_ref(event), now, &store.options).await?;
+    insert_events(&mut tx, std::slice::from_ref(event), now).await?;
     insert_deliveries(&mut tx, event.id, &[webhook.as_uuid()], now).await?;
+    store.options.check_ingest_fault()?;
     tx.commit().await.map_err(database_error)?;
     keep_event(store, event);
     Ok(Some(IngestReceipt {
@@ -161,13 +162,11 @@ pub(super) async fn ingest_for_webhook(
     }))
 }
 
-/// Writes the events (their bytes, once) in multi-row inserts, then honours the fault-injection
-/// hook.
+/// Writes the events (their bytes, once) in multi-row inserts.
 async fn insert_events(
     conn: &mut SqliteConnection,
     events: &[NewEvent],
     now: Timestamp,
-    options: &StoreOptions,
 ) -> Result<()> {
     for range in batches(events.len(), INSERT_CHUNK) {
         let shape = padded(range.len());
@@ -195,7 +194,7 @@ async fn insert_events(
             .await
             .map_err(database_error)?;
     }
-    options.check_ingest_fault()
+    Ok(())
 }
 
 /// An event's candidate scopes as stored, always three (the first repeated): one statement

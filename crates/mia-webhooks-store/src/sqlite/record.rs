@@ -36,7 +36,7 @@ pub(super) async fn record(
         return Ok(Vec::new());
     }
     let mut tx = store.write().await?;
-    let outcomes = record_in(&mut tx, results).await?;
+    let outcomes = record_in(&mut tx, store, results).await?;
     tx.commit().await.map_err(database_error)?;
     Ok(outcomes)
 }
@@ -44,20 +44,25 @@ pub(super) async fn record(
 /// [`record`] inside the caller's write transaction, which the caller commits.
 pub(super) async fn record_in(
     conn: &mut SqliteConnection,
+    store: &SqliteStore,
     results: &[AttemptResult],
 ) -> Result<Vec<RecordOutcome>> {
     if results.is_empty() {
         return Ok(Vec::new());
     }
-    if results
+    let outcomes = if results
         .iter()
         .any(|result| result.disable_webhook.is_some())
         || two_leases_of_one_delivery(results)
     {
-        one_by_one(conn, results).await
+        one_by_one(conn, results).await?
     } else {
-        batched(conn, results).await
-    }
+        batched(conn, results).await?
+    };
+    // The test hook fails here, after every write and before the commit: the rollback must
+    // leave no attempt and every lease held.
+    store.options.check_record_fault()?;
+    Ok(outcomes)
 }
 
 /// Records then claims in one write transaction (see [`Store::record_then_claim`]).
@@ -73,7 +78,7 @@ pub(super) async fn record_then_claim(
             return (Err(err), Err(again));
         }
     };
-    let outcomes = match record_in(&mut tx, results).await {
+    let outcomes = match record_in(&mut tx, store, results).await {
         Ok(outcomes) => outcomes,
         Err(err) => {
             // Nothing recorded; the claim still runs, on its own.

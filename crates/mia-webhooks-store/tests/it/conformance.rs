@@ -12,10 +12,11 @@
 //! ```
 //!
 //! The second argument is an `async fn() -> Option<impl TestBackend>`. It returns `None` when the
-//! backend cannot run here (PostgreSQL without `MIA_WEBHOOKS_TEST_POSTGRES_URL`): it must then
-//! print why to stderr, and the test says on the process's stderr (past the harness's capture)
-//! that it did not run, and returns. When the backend should run but cannot (the URL is set, the
-//! server does not answer), the factory must panic: a loud failure, not a skip.
+//! backend cannot run here (PostgreSQL without `MIA_WEBHOOKS_TEST_POSTGRES_URL`): the test then
+//! writes `<test>: NOT RUN, the backend is unavailable here` on the process's stderr (past the
+//! harness's capture, so it shows in `cargo test` output) and returns. When the backend should
+//! run but cannot (the URL is set, the server does not answer), the factory must panic: a loud
+//! failure, not a skip.
 //!
 //! To add a test: write `pub async fn name<B: TestBackend>(backend: B)` in one of the modules
 //! below and add `module::name` to the list in [`conformance_tests!`].
@@ -87,6 +88,7 @@ macro_rules! conformance_tests {
             queue::claim_takes_only_due_deliveries_up_to_the_limit,
             queue::expired_lease_is_claimable_again_with_a_new_token,
             queue::stale_lease_record_is_refused_and_writes_nothing,
+            queue::injected_record_failure_writes_nothing_and_keeps_every_lease,
             queue::record_writes_a_batch_of_results,
             queue::record_takes_any_text_a_receiver_sends,
             queue::record_refuses_lost_leases_one_by_one,

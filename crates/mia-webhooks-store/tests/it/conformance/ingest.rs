@@ -210,7 +210,7 @@ fn assert_empty(stats: StoreStats) {
 
 pub async fn injected_failure_leaves_neither_event_nor_deliveries<B: TestBackend>(backend: B) {
     let options = StoreOptions::default();
-    let fault = options.fail_ingest_after_event.clone();
+    let fault = options.fail_ingest_before_commit.clone();
     let store = backend.open(options).await;
     let hook = webhook("instance", &["tag_created"]);
     store.create_webhook(&hook).await.unwrap();
@@ -220,6 +220,7 @@ pub async fn injected_failure_leaves_neither_event_nor_deliveries<B: TestBackend
         event("tag_created", None, None),
     ];
     let test_event = event("webhook_tested", None, None);
+    let leased = event("tag_created", None, None);
 
     fault.store(true, Ordering::SeqCst);
     assert!(
@@ -235,6 +236,11 @@ pub async fn injected_failure_leaves_neither_event_nor_deliveries<B: TestBackend
             .await
             .is_err()
     );
+    let (receipts, claimed) = store
+        .ingest_then_claim(std::slice::from_ref(&leased), T0, &claim_at(T0, 10))
+        .await;
+    assert!(receipts.is_err());
+    assert!(claimed.unwrap_or_default().is_empty());
     fault.store(false, Ordering::SeqCst);
 
     assert_empty(store.stats().await.unwrap());
@@ -257,7 +263,11 @@ pub async fn injected_failure_leaves_neither_event_nor_deliveries<B: TestBackend
             .unwrap()
             .is_some()
     );
-    assert_eq!(deliveries_of(&store, hook.id).await.len(), 4);
+    assert_eq!(
+        store.ingest(&[leased], at(2)).await.unwrap()[0].deliveries,
+        1
+    );
+    assert_eq!(deliveries_of(&store, hook.id).await.len(), 5);
 }
 
 pub async fn duplicate_event_id_fails_the_whole_batch<B: TestBackend>(backend: B) {

@@ -1,12 +1,13 @@
 //! The queue: claims, leases, records, the per-webhook cap, concurrent claimers, releases.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mia_webhooks_model::{DeliveryId, DeliveryStatus};
 use mia_webhooks_store::{
-    AttemptResult, ClaimRequest, LeaseToken, NextState, RecordOutcome, Store,
+    AttemptResult, ClaimRequest, LeaseToken, NextState, RecordOutcome, Store, StoreOptions,
 };
 
 use super::{TestBackend, open};
@@ -450,7 +451,18 @@ pub async fn per_webhook_cap_counts_live_leases<B: TestBackend>(backend: B) {
 pub async fn concurrent_claimers_never_hold_the_same_delivery<B: TestBackend>(backend: B) {
     const WEBHOOKS: usize = 10;
     const EVENTS: usize = 20;
-    let store = Arc::new(open(&backend).await);
+    const CLAIMERS: usize = 8;
+    // A connection per claimer (PostgreSQL's default pool is smaller on a small machine), so
+    // the eight transactions really run at once; SQLite writes through its one connection
+    // whatever this says.
+    let store = Arc::new(
+        backend
+            .open(StoreOptions {
+                max_connections: Some(CLAIMERS as u32),
+                ..StoreOptions::default()
+            })
+            .await,
+    );
     for _ in 0..WEBHOOKS {
         store
             .create_webhook(&webhook("instance", &["tag_created"]))
@@ -467,7 +479,7 @@ pub async fn concurrent_claimers_never_hold_the_same_delivery<B: TestBackend>(ba
     let held: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
     let finished: Arc<Mutex<Vec<DeliveryId>>> = Arc::default();
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..CLAIMERS {
         let (store, held, finished) = (store.clone(), held.clone(), finished.clone());
         tasks.push(tokio::spawn(async move {
             let mut claims = 0;
@@ -761,4 +773,108 @@ pub async fn ingest_then_claim_leases_the_new_deliveries_under_the_cap<B: TestBa
         .await;
     assert_eq!(receipts.unwrap()[0].deliveries, 2);
     assert_eq!(claimed.unwrap().len(), 1);
+}
+
+/// A record that fails inside its transaction (the test hook `fail_record_before_commit` fires
+/// after every write and before the commit; on the memory store, before any write) leaves
+/// nothing behind: no attempt, no next state, no health, no disabling by a 410; every lease is
+/// still held, so the same results go in once the fault is gone. Both ways of writing a batch
+/// fail alike (results only, and one with a 410, which SQLite writes one at a time), and so does
+/// the record part of `record_then_claim`.
+pub async fn injected_record_failure_writes_nothing_and_keeps_every_lease<B: TestBackend>(
+    backend: B,
+) {
+    let options = StoreOptions::default();
+    let fault = options.fail_record_before_commit.clone();
+    let store = backend.open(options).await;
+    let hook = webhook("instance", &["tag_created"]);
+    store.create_webhook(&hook).await.unwrap();
+    let events: Vec<_> = (0..4).map(|_| event("tag_created", None, None)).collect();
+    store.ingest(&events, T0).await.unwrap();
+    let claimed = store.claim(&claim_at(at(1), 3)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let ids: Vec<DeliveryId> = claimed.iter().map(|c| c.delivery_id).collect();
+    let details = |ids: Vec<DeliveryId>| {
+        let store = &store;
+        async move {
+            let mut all = Vec::new();
+            for id in ids {
+                let detail = store.get_delivery(id).await.unwrap().unwrap();
+                all.push((detail.delivery, detail.attempts));
+            }
+            all
+        }
+    };
+    let before = details(ids.clone()).await;
+    assert!(
+        before
+            .iter()
+            .all(|(d, attempts)| d.status == DeliveryStatus::Delivering && attempts.is_empty())
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.delivering, stats.pending), (3, 1));
+
+    let results = [
+        success(&claimed[0], at(2)),
+        failure(&claimed[1], at(2), NextState::RetryAt(at(100))),
+        failure(&claimed[2], at(2), NextState::Failed),
+    ];
+    let mut gone = failure(&claimed[1], at(2), NextState::Failed);
+    gone.attempt.status_code = Some(410);
+    gone.disable_webhook = Some("the receiver answered 410 Gone".into());
+    let with_gone = [success(&claimed[0], at(2)), gone];
+    // While the three leases are live the webhook is at this cap: the claim takes nothing.
+    let at_cap = ClaimRequest {
+        per_webhook_cap: 3,
+        ..claim_at(at(2), 10)
+    };
+
+    fault.store(true, Ordering::SeqCst);
+    assert!(store.record(&results).await.is_err());
+    assert!(store.record(&with_gone).await.is_err());
+    let (recorded, claim) = store.record_then_claim(&results, &at_cap).await;
+    assert!(recorded.is_err());
+    assert!(
+        claim.unwrap().is_empty(),
+        "the three leases still count against the cap"
+    );
+    fault.store(false, Ordering::SeqCst);
+
+    assert_eq!(details(ids.clone()).await, before, "nothing was written");
+    assert_eq!(store.stats().await.unwrap(), stats);
+    let stored = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert!(
+        stored.enabled && stored.disabled_reason.is_none(),
+        "the 410 did not disable the webhook"
+    );
+    assert_eq!(store.failing_since(hook.id).await.unwrap(), None);
+
+    // Every lease is still held: the same results go in, each under its lease.
+    assert_eq!(
+        store.record(&results).await.unwrap(),
+        [
+            RecordOutcome::Recorded {
+                failing_since: None
+            },
+            RecordOutcome::Recorded {
+                failing_since: Some(at(2))
+            },
+            RecordOutcome::Recorded {
+                failing_since: Some(at(2))
+            },
+        ]
+    );
+    let after = details(ids).await;
+    let statuses: Vec<_> = after
+        .iter()
+        .map(|(d, attempts)| (d.status, d.attempt_count, attempts.len()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (DeliveryStatus::Succeeded, 1, 1),
+            (DeliveryStatus::Pending, 1, 1),
+            (DeliveryStatus::Failed, 1, 1),
+        ]
+    );
 }
