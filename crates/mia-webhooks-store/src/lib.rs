@@ -241,6 +241,16 @@ pub trait Store: Send + Sync + 'static {
     /// each outcome reports the webhook's health after it. An attempt is stored under the
     /// delivery's attempt count after it, whatever `attempt.number` says. Returns one outcome
     /// per result, in order.
+    ///
+    /// The states a record writes are those of [`NextState`] (succeeded, pending again for a
+    /// retry at T, failed) and cancelled, which no result asks for: a retry of a delivery whose
+    /// webhook is disabled (while the attempt was in flight, or by a 410 Gone in the same batch)
+    /// is cancelled instead and reported as [`RecordOutcome::Cancelled`], and a result with
+    /// `disable_webhook` (a 410 Gone) disables its webhook and cancels that webhook's pending
+    /// deliveries in the same transaction. Outside `record`, a delivery is cancelled when its
+    /// webhook is disabled ([`Store::update_webhook`], [`Store::disable_webhook`]) while it is
+    /// pending, or when its lease is given back ([`Store::release`]) after that; deleting a
+    /// webhook ([`Store::delete_webhook`]) removes its deliveries outright instead.
     fn record(
         &self,
         results: &[AttemptResult],

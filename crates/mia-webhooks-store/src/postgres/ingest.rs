@@ -20,16 +20,23 @@ const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH e AS (
     SELECT id, event_id, webhook_id, 'pending', 0, $4, $4, $4, $4
     FROM unnest($5::uuid[], $6::uuid[], $7::uuid[]) AS t(id, event_id, webhook_id)";
 
-pub(super) async fn ingest(
-    store: &PostgresStore,
-    events: &[NewEvent],
-    now: Timestamp,
-) -> Result<Vec<IngestReceipt>> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The candidate scopes of every event: at most three (instance, its company, its project),
-    // each an exact key of the subscription index.
+/// The fan-out: the enabled webhooks subscribed to each (event index, name, candidate scope) of
+/// `$1`, `$2`, `$3`, by probes of the primary key of `webhook_events` (event name, scope),
+/// never a scan (`plans.rs` checks the plan). FOR KEY SHARE keeps a matched webhook from being
+/// deleted or disabled (both take FOR UPDATE) before this transaction ends, and does not wait
+/// for claims and records. Rows are locked in webhook id order, like everywhere else.
+pub(super) const FANOUT: &str = "SELECT c.i, w.id
+    FROM unnest($1::int[], $2::text[], $3::text[]) AS c(i, name, scope)
+    JOIN webhook_events we ON we.event_name = c.name AND we.scope = c.scope
+    JOIN webhooks w ON w.id = we.webhook_id
+    WHERE w.enabled
+    ORDER BY w.id, c.i
+    FOR KEY SHARE OF w";
+
+/// The parameters of [`FANOUT`]: for every event, its candidate scopes (at most three:
+/// instance, its company, its project), each an exact key of the subscription index, with the
+/// event's index in the batch and its name.
+pub(super) fn fanout_keys(events: &[NewEvent]) -> (Vec<i32>, Vec<&str>, Vec<String>) {
     let mut index = Vec::new();
     let mut names = Vec::new();
     let mut scopes = Vec::new();
@@ -40,26 +47,27 @@ pub(super) async fn ingest(
             scopes.push(scope.to_string());
         }
     }
+    (index, names, scopes)
+}
+
+pub(super) async fn ingest(
+    store: &PostgresStore,
+    events: &[NewEvent],
+    now: Timestamp,
+) -> Result<Vec<IngestReceipt>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (index, names, scopes) = fanout_keys(events);
 
     let mut tx = store.pool.begin().await.map_err(db_error)?;
-    // FOR KEY SHARE keeps a matched webhook from being deleted or disabled (both take FOR
-    // UPDATE) before this transaction ends, and does not wait for claims and records. Rows
-    // are locked in webhook id order, like everywhere else.
-    let matches = sqlx::query(
-        "SELECT c.i, w.id
-         FROM unnest($1::int[], $2::text[], $3::text[]) AS c(i, name, scope)
-         JOIN webhook_events we ON we.event_name = c.name AND we.scope = c.scope
-         JOIN webhooks w ON w.id = we.webhook_id
-         WHERE w.enabled
-         ORDER BY w.id, c.i
-         FOR KEY SHARE OF w",
-    )
-    .bind(index)
-    .bind(names)
-    .bind(scopes)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    let matches = sqlx::query(FANOUT)
+        .bind(index)
+        .bind(names)
+        .bind(scopes)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
 
     let mut counts = vec![0usize; events.len()];
     let mut delivery_ids = Vec::with_capacity(matches.len());

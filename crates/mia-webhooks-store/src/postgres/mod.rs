@@ -13,6 +13,8 @@
 
 mod ingest;
 mod log;
+#[cfg(test)]
+mod plans;
 mod queue;
 mod rows;
 mod tokens;

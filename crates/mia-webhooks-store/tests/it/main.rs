@@ -3,9 +3,10 @@
 //!
 //! PostgreSQL: the module `pg` (written with the PostgreSQL backend, feature `postgres`) provides
 //! `pg::backend()`, an `async fn() -> Option<impl conformance::TestBackend>` whose stores live in
-//! a database or schema of their own per test. Without `MIA_WEBHOOKS_TEST_POSTGRES_URL` it prints
-//! "postgres tests skipped: MIA_WEBHOOKS_TEST_POSTGRES_URL not set" to stderr and returns `None`;
-//! with the URL set and the server unreachable it panics.
+//! a schema of their own per test. Without `MIA_WEBHOOKS_TEST_POSTGRES_URL` it returns `None`
+//! and each test writes `<test>: NOT RUN, ...` straight to the process's stderr (past the
+//! harness's capture, so `cargo test` shows it and `.ci/run` fails on it); with the URL set and
+//! the server unreachable it panics. The conformance tests print as `postgres::<test>`.
 
 #![allow(
     unreachable_pub,
@@ -18,6 +19,8 @@ mod backends;
 #[cfg(feature = "sqlite")]
 mod sqlite_file;
 mod support;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod upgrade;
 
 #[cfg(feature = "postgres")]
 mod pg;

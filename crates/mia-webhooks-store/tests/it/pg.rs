@@ -4,8 +4,9 @@
 //! schema of its own (`t_<uuid v7>`, the store connecting with that `search_path`), so tests run
 //! in parallel without seeing each other's rows. Schemas of earlier runs are dropped once they
 //! are an hour old (their name carries their creation time), which keeps the database tidy
-//! without an async drop. Without the variable the tests say so on stderr and pass; with it set
-//! and the server unreachable they fail.
+//! without an async drop. Without the variable each test writes `<test>: NOT RUN, ...` to the
+//! process's stderr (past the harness's capture) and passes; with it set and the server
+//! unreachable they fail.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 use crate::conformance::TestBackend;
 use crate::support::{T0, at, claim_at, event, webhook};
+use crate::upgrade;
 
 /// The variable that names the test server.
 pub const URL_VAR: &str = "MIA_WEBHOOKS_TEST_POSTGRES_URL";
@@ -37,12 +39,26 @@ pub struct TestSchema {
 }
 
 impl TestSchema {
-    /// Creates a fresh schema, or `None` (after saying so on stderr) when no test server is
-    /// configured. Panics when the server is configured but does not answer: a CI run that sets
-    /// the variable must not pass without running the tests.
+    /// Creates a fresh schema, or `None` when no test server is configured, after writing
+    /// `<test>: NOT RUN, MIA_WEBHOOKS_TEST_POSTGRES_URL not set` straight to the process's
+    /// stderr (past the test harness's capture, so it shows in `cargo test` output, and
+    /// `.ci/run` fails on it). Panics when the server is configured but does not answer: a CI
+    /// run that sets the variable must not pass without running the tests.
     pub async fn create() -> Option<TestSchema> {
+        let schema = TestSchema::create_if_configured().await;
+        if schema.is_none() {
+            use std::io::Write as _;
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or("a PostgreSQL test");
+            let _ = writeln!(std::io::stderr(), "{test}: NOT RUN, {URL_VAR} not set");
+        }
+        schema
+    }
+
+    /// [`TestSchema::create`] without a word when no server is configured (the conformance
+    /// suite's macro says which test did not run).
+    async fn create_if_configured() -> Option<TestSchema> {
         let Ok(server_url) = std::env::var(URL_VAR) else {
-            eprintln!("postgres tests skipped: {URL_VAR} not set");
             return None;
         };
         let mut conn = PgConnection::connect(&server_url)
@@ -97,9 +113,10 @@ impl TestBackend for PgBackend {
     }
 }
 
-/// The conformance suite's factory: a fresh schema, or `None` when no server is configured.
+/// The conformance suite's factory: a fresh schema, or `None` when no server is configured
+/// (the suite's macro then writes that the test did not run).
 pub async fn backend() -> Option<PgBackend> {
-    TestSchema::create().await.map(PgBackend)
+    TestSchema::create_if_configured().await.map(PgBackend)
 }
 
 /// Drops test schemas older than [`STALE_SCHEMA_AGE`]; their names carry a UUID v7, which
@@ -201,14 +218,17 @@ async fn stores_connecting_at_once_migrate_once() {
     }))
     .await;
     let mut raw = schema.raw().await;
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut raw)
         .await
         .unwrap();
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
-        .unwrap()
-        .count();
-    assert_eq!(applied, i64::try_from(files).unwrap());
+    let embedded = upgrade::embedded_versions("postgres");
+    assert_eq!(applied_versions(&schema).await, embedded);
+    assert_eq!(
+        usize::try_from(rows).unwrap(),
+        embedded.len(),
+        "each applied once"
+    );
     for store in &stores {
         store.ping().await.unwrap();
     }
@@ -230,7 +250,17 @@ async fn per_webhook_cap_holds_across_concurrent_claimers() {
     let Some(schema) = TestSchema::create().await else {
         return;
     };
-    let store = Arc::new(schema.store(StoreOptions::default()).await);
+    const CLAIMERS: usize = 8;
+    // A connection per claimer (the default pool is smaller on a small machine), so the eight
+    // claim transactions really run at once.
+    let store = Arc::new(
+        schema
+            .store(StoreOptions {
+                max_connections: Some(CLAIMERS as u32),
+                ..StoreOptions::default()
+            })
+            .await,
+    );
     let hook = webhook("instance", &["project_created"]);
     store.create_webhook(&hook).await.unwrap();
     let events: Vec<_> = (0..50)
@@ -238,8 +268,8 @@ async fn per_webhook_cap_holds_across_concurrent_claimers() {
         .collect();
     store.ingest(&events, T0).await.unwrap();
     // Eight claimers at once, none recording: between them they may hold three, never more.
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
-    let claimed = futures_join_all((0..8).map(|_| {
+    let barrier = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
+    let claimed = futures_join_all((0..CLAIMERS).map(|_| {
         let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
         tokio::spawn(async move {
             barrier.wait().await;
@@ -299,6 +329,123 @@ async fn a_flooded_webhook_at_its_cap_does_not_hide_the_others() {
     // Oldest first: two of the flood (its cap), then the quiet one's, due later.
     assert_eq!(webhooks, [flooded.id, flooded.id, quiet.id]);
     assert!(store.claim(&request).await.unwrap().is_empty());
+}
+
+/// The versions of the migrations applied successfully in `schema`, ascending.
+async fn applied_versions(schema: &TestSchema) -> Vec<i64> {
+    let mut raw = schema.raw().await;
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(&mut raw)
+        .await
+        .expect("applied migrations")
+}
+
+/// A database of the first release (migration 0001 only, rows written in its schema) opened
+/// by this binary: every later migration is applied and all the data is kept and usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_first_release_is_migrated_and_keeps_all_data() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let (_migrations, first) = upgrade::first_migration_only("postgres").await;
+    let mut raw = schema.raw().await;
+    first.run(&mut raw).await.expect("the first migration");
+    assert_eq!(applied_versions(&schema).await, [1]);
+
+    let old = upgrade::FirstRelease::new();
+    let hook = &old.webhook;
+    sqlx::query(
+        "INSERT INTO webhooks (id, format, scope, target_url, secret, events, ca_certificate,
+            proxy_url, description, enabled, disabled_reason, failing_since, created_at,
+            updated_at)
+         VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, true, NULL, $9, $10, $11)",
+    )
+    .bind(hook.id.as_uuid())
+    .bind(hook.scope.to_string())
+    .bind(hook.target_url.as_str())
+    .bind(old.stored_secret())
+    .bind(old.event_names())
+    .bind(hook.ca_certificate.as_ref().map(|ca| ca.as_pem()))
+    .bind(hook.proxy.as_ref().map(|proxy| proxy.expose()))
+    .bind(hook.description.as_deref())
+    .bind(old.attempt.started_at.as_millis())
+    .bind(hook.created_at.as_millis())
+    .bind(hook.updated_at.as_millis())
+    .execute(&mut raw)
+    .await
+    .expect("webhook");
+    sqlx::query(
+        "INSERT INTO webhook_events (event_name, scope, webhook_id)
+         SELECT unnest($1::text[]), $2, $3",
+    )
+    .bind(old.event_names())
+    .bind(hook.scope.to_string())
+    .bind(hook.id.as_uuid())
+    .execute(&mut raw)
+    .await
+    .expect("subscriptions");
+    sqlx::query(
+        "INSERT INTO events (id, format, name, created_at, bytes) VALUES ($1, 1, $2, $3, $4)",
+    )
+    .bind(old.event.id.as_uuid())
+    .bind(old.event.event.name().as_str())
+    .bind(T0.as_millis())
+    .bind(old.event.event.bytes())
+    .execute(&mut raw)
+    .await
+    .expect("event");
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, webhook_id, status, attempt_count,
+            next_attempt_at, claimable_at, lease_token, created_at, updated_at)
+         VALUES ($1, $2, $3, 'pending', 1, $4, $4, NULL, $5, $6)",
+    )
+    .bind(old.delivery.as_uuid())
+    .bind(old.event.id.as_uuid())
+    .bind(hook.id.as_uuid())
+    .bind(old.due().as_millis())
+    .bind(T0.as_millis())
+    .bind(old.attempt.started_at.as_millis())
+    .execute(&mut raw)
+    .await
+    .expect("delivery");
+    let attempt = &old.attempt;
+    sqlx::query(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code,
+            failure, error, response_excerpt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(old.delivery.as_uuid())
+    .bind(i32::try_from(attempt.number).unwrap())
+    .bind(attempt.started_at.as_millis())
+    .bind(i64::try_from(attempt.duration_ms).unwrap())
+    .bind(attempt.status_code.map(i32::from))
+    .bind(attempt.failure.map(|kind| kind.as_str()))
+    .bind(attempt.error.as_deref())
+    .bind(attempt.response_excerpt.as_deref())
+    .execute(&mut raw)
+    .await
+    .expect("attempt");
+    sqlx::query(
+        "INSERT INTO api_tokens (id, hash, role, tenant_id, project_id, label, created_at)
+         VALUES ($1, $2, $3, NULL, NULL, $4, $5)",
+    )
+    .bind(old.token.id.as_uuid())
+    .bind(&old.token.hash.0[..])
+    .bind(old.token.role.name())
+    .bind(&old.token.label)
+    .bind(old.token.created_at.as_millis())
+    .execute(&mut raw)
+    .await
+    .expect("token");
+    raw.close().await.ok();
+
+    let store = schema.store(StoreOptions::default()).await;
+    upgrade::assert_kept_and_usable(&store, &old).await;
+    store.close().await;
+    assert_eq!(
+        applied_versions(&schema).await,
+        upgrade::embedded_versions("postgres"),
+        "every later migration is applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

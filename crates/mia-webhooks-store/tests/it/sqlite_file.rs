@@ -4,12 +4,13 @@
 
 use mia_webhooks_model::{Event, EventName, Secret};
 use mia_webhooks_store::{
-    AnyStore, NewEvent, SecretKeys, SqliteStore, Store, StoreError, StoreOptions,
+    AnyStore, NewEvent, RecordOutcome, SecretKeys, SqliteStore, Store, StoreError, StoreOptions,
 };
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
 use crate::support::*;
+use crate::upgrade;
 
 async fn raw(path: &std::path::Path) -> SqliteConnection {
     SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path))
@@ -47,11 +48,12 @@ async fn database_file_is_created_on_first_open_with_migrations_and_wal() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert!(applied >= 1);
+    let applied = applied_versions(&mut conn).await;
+    assert_eq!(
+        applied,
+        upgrade::embedded_versions("sqlite"),
+        "every embedded migration is applied"
+    );
     conn.close().await.unwrap();
 
     // Reopening (as a newer binary would) applies nothing twice and keeps the data.
@@ -61,11 +63,143 @@ async fn database_file_is_created_on_first_open_with_migrations_and_wal() {
     assert_same_webhook(&store.get_webhook(hook.id).await.unwrap().unwrap(), &hook);
     store.close().await;
     let mut conn = raw(&path).await;
-    let again: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(again, applied);
+    assert_eq!(usize::try_from(all).unwrap(), applied.len());
+}
+
+/// The versions of the migrations applied successfully, ascending.
+async fn applied_versions(conn: &mut SqliteConnection) -> Vec<i64> {
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}
+
+/// A database of the first release (migration 0001 only, rows written in its schema) opened
+/// by this binary: every later migration is applied and all the data is kept and usable.
+#[tokio::test]
+async fn a_database_of_the_first_release_is_migrated_and_keeps_all_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("first-release.db");
+    let (_migrations, first) = upgrade::first_migration_only("sqlite").await;
+    let mut conn = SqliteConnection::connect_with(
+        &SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true),
+    )
+    .await
+    .unwrap();
+    first.run(&mut conn).await.unwrap();
+    assert_eq!(applied_versions(&mut conn).await, [1]);
+
+    let old = upgrade::FirstRelease::new();
+    let hook = &old.webhook;
+    let id = |uuid: uuid::Uuid| uuid.as_bytes().to_vec();
+    sqlx::query(
+        "INSERT INTO webhooks (id, format, scope, target_url, secret, events, ca_certificate, \
+         proxy_url, description, enabled, disabled_reason, failing_since, created_at, updated_at) \
+         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ?)",
+    )
+    .bind(id(hook.id.as_uuid()))
+    .bind(hook.scope.to_string())
+    .bind(hook.target_url.as_str())
+    .bind(old.stored_secret())
+    .bind(old.event_names().join(" "))
+    .bind(hook.ca_certificate.as_ref().map(|ca| ca.as_pem()))
+    .bind(hook.proxy.as_ref().map(|proxy| proxy.expose()))
+    .bind(hook.description.as_deref())
+    .bind(old.attempt.started_at.as_millis())
+    .bind(hook.created_at.as_millis())
+    .bind(hook.updated_at.as_millis())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for name in old.event_names() {
+        sqlx::query("INSERT INTO webhook_events (event_name, scope, webhook_id) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(hook.scope.to_string())
+            .bind(id(hook.id.as_uuid()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO events (id, format, name, created_at, bytes) VALUES (?, 1, ?, ?, ?)")
+        .bind(id(old.event.id.as_uuid()))
+        .bind(old.event.event.name().as_str())
+        .bind(T0.as_millis())
+        .bind(old.event.event.bytes())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, webhook_id, status, attempt_count, \
+         next_attempt_at, claimable_at, lease_token, created_at, updated_at) \
+         VALUES (?, ?, ?, 'pending', 1, ?, ?, NULL, ?, ?)",
+    )
+    .bind(id(old.delivery.as_uuid()))
+    .bind(id(old.event.id.as_uuid()))
+    .bind(id(hook.id.as_uuid()))
+    .bind(old.due().as_millis())
+    .bind(old.due().as_millis())
+    .bind(T0.as_millis())
+    .bind(old.attempt.started_at.as_millis())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let attempt = &old.attempt;
+    sqlx::query(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
+         failure, error, response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id(old.delivery.as_uuid()))
+    .bind(i64::from(attempt.number))
+    .bind(attempt.started_at.as_millis())
+    .bind(i64::try_from(attempt.duration_ms).unwrap())
+    .bind(attempt.status_code.map(i64::from))
+    .bind(attempt.failure.map(|kind| kind.as_str()))
+    .bind(attempt.error.as_deref())
+    .bind(attempt.response_excerpt.as_deref())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO api_tokens (id, hash, role, tenant_id, project_id, label, created_at) \
+         VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+    )
+    .bind(id(old.token.id.as_uuid()))
+    .bind(&old.token.hash.0[..])
+    .bind(old.token.role.name())
+    .bind(&old.token.label)
+    .bind(old.token.created_at.as_millis())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(path.to_str().unwrap(), StoreOptions::default())
+        .await
+        .unwrap();
+    upgrade::assert_kept_and_usable(&store, &old).await;
+    store.close().await;
+
+    let mut conn = raw(&path).await;
+    assert_eq!(
+        applied_versions(&mut conn).await,
+        upgrade::embedded_versions("sqlite"),
+        "every later migration is applied"
+    );
+    // The later migrations' columns are there (0002: the webhook revision, set by the edit).
+    let revision: i64 = sqlx::query_scalar("SELECT revision FROM webhooks WHERE id = ?")
+        .bind(id(hook.id.as_uuid()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_ne!(revision, 0, "the edit after the upgrade set a revision");
+    conn.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -255,7 +389,14 @@ async fn two_processes_share_the_one_writer() {
                     .unwrap();
                 let claimed = store.claim(&claim_at(at(1), 1)).await.unwrap();
                 let results: Vec<_> = claimed.iter().map(|c| success(c, at(1))).collect();
-                store.record(&results).await.unwrap();
+                for outcome in store.record(&results).await.unwrap() {
+                    assert_eq!(
+                        outcome,
+                        RecordOutcome::Recorded {
+                            failing_since: None
+                        }
+                    );
+                }
             }
         }));
     }

@@ -133,9 +133,8 @@ pub fn failure(claimed: &ClaimedDelivery, now: Timestamp, next: NextState) -> At
     }
 }
 
-/// Every delivery of a webhook, newest first, read page by page.
 /// One instance webhook on `tag_created`, one such event ingested at `T0`, and its delivery
-/// claimed at `at(1)` (lease 30 s).
+/// claimed at `at(1)` (lease 60 s).
 pub async fn one_claimed<S: Store>(store: &S) -> (Webhook, ClaimedDelivery) {
     let hook = webhook("instance", &["tag_created"]);
     store.create_webhook(&hook).await.unwrap();
@@ -148,6 +147,7 @@ pub async fn one_claimed<S: Store>(store: &S) -> (Webhook, ClaimedDelivery) {
     (hook, claimed.remove(0))
 }
 
+/// Every delivery of a webhook, newest first, read page by page.
 pub async fn deliveries_of<S: Store>(store: &S, webhook: WebhookId) -> Vec<Delivery> {
     let mut all = Vec::new();
     let mut before = None;

@@ -1,8 +1,9 @@
 //! The delivery log, redelivery, webhook health, retention, tokens, counts.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use mia_webhooks_model::{DeliveryId, DeliveryStatus, Role, TokenId, WebhookPatch};
+use mia_webhooks_model::{DeliveryId, DeliveryStatus, Role, Timestamp, TokenId, WebhookPatch};
 use mia_webhooks_store::{
     ApiToken, DeliveryQuery, NextState, PurgeReport, RecordOutcome, Store, StoreError, TokenHash,
 };
@@ -536,30 +537,86 @@ pub async fn disabling_a_disabled_webhook_keeps_its_reason<B: TestBackend>(backe
     assert_eq!(stored.updated_at, at(1));
 }
 
+/// Retention takes every finished delivery last changed before the cutoff (succeeded, failed,
+/// cancelled by a disabling, cancelled by a lease given back after one) with its attempts, and
+/// the old events left without deliveries; unfinished deliveries (pending, leased, even under
+/// an expired lease) stay with their attempts whatever their age.
 pub async fn purge_removes_old_finished_deliveries_and_orphan_events<B: TestBackend>(backend: B) {
     let store = open(&backend).await;
     let hook = webhook("instance", &["tag_created"]);
-    store.create_webhook(&hook).await.unwrap();
+    // Disabled by hand, cancelling its retry.
+    let disabled = webhook("instance", &["tag_deleted"]);
+    // Disabled while a delivery of it is leased; the lease given back cancels the delivery.
+    let released = webhook("instance", &["project_created"]);
+    for webhook in [&hook, &disabled, &released] {
+        store.create_webhook(webhook).await.unwrap();
+    }
     let old_done = event("tag_created", None, None);
+    let old_failed = event("tag_created", None, None);
     let old_retrying = event("tag_created", None, None);
+    let old_leased = event("tag_created", None, None);
+    let old_cancelled = event("tag_deleted", None, None);
+    let old_released = event("project_created", None, None);
     let orphan = event("nobody_listens", None, None);
     store
-        .ingest(&[old_done.clone(), old_retrying.clone(), orphan], T0)
+        .ingest(
+            &[
+                old_done.clone(),
+                old_failed.clone(),
+                old_retrying.clone(),
+                old_leased.clone(),
+                old_cancelled.clone(),
+                old_released.clone(),
+                orphan,
+            ],
+            T0,
+        )
         .await
         .unwrap();
     let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 6);
     let by_event = |id| claimed.iter().find(|c| c.event_id == id).unwrap();
+    let delivery_of = |id| by_event(id).delivery_id;
     store
         .record(&[
             success(by_event(old_done.id), at(10)),
+            failure(by_event(old_failed.id), at(10), NextState::Failed),
             failure(
                 by_event(old_retrying.id),
+                at(10),
+                NextState::RetryAt(at(1000)),
+            ),
+            failure(by_event(old_leased.id), at(10), NextState::RetryAt(at(11))),
+            failure(
+                by_event(old_cancelled.id),
                 at(10),
                 NextState::RetryAt(at(1000)),
             ),
         ])
         .await
         .unwrap();
+    assert!(
+        store
+            .disable_webhook(disabled.id, "by hand", at(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .disable_webhook(released.id, "by hand", at(10))
+            .await
+            .unwrap()
+    );
+    let leased_back = by_event(old_released.id);
+    store
+        .release(&[(leased_back.delivery_id, leased_back.lease)])
+        .await
+        .unwrap();
+    // Leased again (its second attempt), and the lease left to expire at 71 s.
+    let mut leased = store.claim(&claim_at(at(11), 10)).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    let leased = leased.remove(0);
+    assert_eq!(leased.delivery_id, delivery_of(old_leased.id));
     let recent = event("tag_created", None, None);
     store
         .ingest(std::slice::from_ref(&recent), at(50))
@@ -571,48 +628,98 @@ pub async fn purge_removes_old_finished_deliveries_and_orphan_events<B: TestBack
         .await
         .unwrap();
 
+    let status = |id| {
+        let store = &store;
+        async move {
+            store
+                .get_delivery(id)
+                .await
+                .unwrap()
+                .map(|d| d.delivery.status)
+        }
+    };
+    for (event, want) in [
+        (&old_done, DeliveryStatus::Succeeded),
+        (&old_failed, DeliveryStatus::Failed),
+        (&old_retrying, DeliveryStatus::Pending),
+        (&old_leased, DeliveryStatus::Delivering),
+        (&old_cancelled, DeliveryStatus::Cancelled),
+        (&old_released, DeliveryStatus::Cancelled),
+    ] {
+        assert_eq!(status(delivery_of(event.id)).await, Some(want));
+    }
+
+    // At 30 s: the succeeded, failed and cancelled deliveries of 10 s, with an attempt each,
+    // and their events and the orphan; not the leased one (last claimed at 11 s) nor the
+    // pending one. The lease given back was cancelled at the wall-clock time (release takes no
+    // `now`), long after the test's clock: it stays, as does the success of 60 s.
     let report = store.purge(at(30)).await.unwrap();
     assert_eq!(
         report,
         PurgeReport {
-            deliveries: 1,
+            deliveries: 3,
+            attempts: 3,
+            events: 4
+        }
+    );
+    for event in [&old_done, &old_failed, &old_cancelled] {
+        let id = delivery_of(event.id);
+        assert_eq!(status(id).await, None, "{id} is purged");
+        assert!(store.redeliver(id, at(70)).await.unwrap().is_none());
+    }
+    assert_eq!(
+        status(delivery_of(old_released.id)).await,
+        Some(DeliveryStatus::Cancelled)
+    );
+    assert_eq!(
+        status(recent_claim.delivery_id).await,
+        Some(DeliveryStatus::Succeeded)
+    );
+    assert_eq!(store.purge(at(30)).await.unwrap(), PurgeReport::default());
+
+    // A cutoff after everything: the rest of the finished deliveries go, the unfinished stay.
+    let later = Timestamp::now().saturating_add(Duration::from_secs(86_400));
+    assert_eq!(
+        store.purge(later).await.unwrap(),
+        PurgeReport {
+            deliveries: 2,
             attempts: 1,
             events: 2
         }
     );
-    assert!(
-        store
-            .get_delivery(by_event(old_done.id).delivery_id)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .redeliver(by_event(old_done.id).delivery_id, at(70))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let retrying = store
-        .get_delivery(by_event(old_retrying.id).delivery_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stats = store.stats().await.unwrap();
     assert_eq!(
-        retrying.attempts.len(),
-        1,
-        "unfinished deliveries keep their attempts"
+        (
+            stats.pending,
+            stats.delivering,
+            stats.succeeded,
+            stats.failed,
+            stats.cancelled
+        ),
+        (1, 1, 0, 0, 0)
     );
-    assert_eq!(retrying.payload, old_retrying.event.bytes());
-    assert!(
-        store
-            .get_delivery(recent_claim.delivery_id)
+    for (event, want) in [
+        (&old_retrying, DeliveryStatus::Pending),
+        (&old_leased, DeliveryStatus::Delivering),
+    ] {
+        let detail = store
+            .get_delivery(delivery_of(event.id))
             .await
             .unwrap()
-            .is_some()
-    );
-    assert_eq!(store.purge(at(30)).await.unwrap(), PurgeReport::default());
+            .unwrap();
+        assert_eq!(detail.delivery.status, want);
+        assert_eq!(
+            detail.attempts.len(),
+            1,
+            "unfinished deliveries keep their attempts"
+        );
+        assert_eq!(detail.payload, event.event.bytes());
+    }
+    // The expired lease is still the delivery's: its holder records, nobody else took it.
+    assert!(matches!(
+        store.record(&[success(&leased, at(200))]).await.unwrap()[0],
+        RecordOutcome::Recorded { .. }
+    ));
     // The purged events' ids are free again: nothing of them is left.
     store.ingest(&[old_done], at(80)).await.unwrap();
 }
