@@ -299,7 +299,7 @@ async function loadWebhooks(append) {
       const own = ownRoute(state.me);
       showEmpty(
         'Cannot show these webhooks',
-        error.status === 404
+        error.status === 404 && state.me?.role !== 'instanceAdmin'
           ? `This token cannot manage webhooks of ${scopeLabel(route)}: it manages those of ${scopeLabel(own)}${own.kind === 'company' ? ' and of its projects' : ''}. Choose a scope inside it.`
           : error.message,
         'Show my webhooks',

@@ -14,16 +14,13 @@ use crate::state::AppState;
 /// The prefix of every token this server makes, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "mwh_";
 
-/// A new random token: the prefix and 32 random bytes, URL-safe base64.
+/// A new random token: the prefix and two v4 UUIDs (244 random bits), URL-safe base64.
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
     // Randomness from the OS (uuid's v4 generator calls getrandom) keeps the dependency list
-    // short. The secret half is the v4 UUID: 122 random bits. The v7 UUID in front holds the
-    // time, a counter and 32 random bits: it keeps tokens unique, and is not counted as secret.
-    let a = uuid::Uuid::now_v7();
-    let b = uuid::Uuid::new_v4();
-    bytes[..16].copy_from_slice(a.as_bytes());
-    bytes[16..].copy_from_slice(b.as_bytes());
+    // short. Each v4 UUID holds 122 random bits; the other 6 bits are its version and variant.
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 

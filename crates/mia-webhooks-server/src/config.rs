@@ -467,6 +467,11 @@ pub(crate) fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return redact_unparsed(url);
     };
+    if parsed.password().is_none() && url.contains('@') {
+        // The `url` crate found no password, but an `@` may end one it read as something else
+        // (`app:12#34@db`: host `app`, port 12, fragment `34@db`).
+        return redact_unparsed(url);
+    }
     let in_query = parsed.query_pairs().any(|(key, _)| key == "password");
     if parsed.password().is_none() && !in_query {
         return url.to_owned();
@@ -492,22 +497,22 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// The fallback of [`redact_url`] for a URL the `url` crate refuses (a space in the password,
-/// say): whatever follows the first `:` of a `user:password@` part is masked, and so is the
-/// value of a `password` parameter.
+/// say) or reads without a password although it has a `user:...@` part (`app:12#34@db`, a `#`
+/// in the password): everything from the first `:` of the part before the last `@` up to that
+/// `@` is masked, and so is the value of a `password` parameter. It may mask more than the
+/// password; it never shows it.
 fn redact_unparsed(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
+    let rest = match rest.rsplit_once('@') {
+        Some((user_info, after)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{after}"),
+            None => rest.to_owned(),
         },
-        None => authority.to_owned(),
+        None => rest.to_owned(),
     };
-    let tail = match tail.split_once('?') {
+    let rest = match rest.split_once('?') {
         Some((path, query)) => {
             let pairs: Vec<&str> = query
                 .split('&')
@@ -521,9 +526,9 @@ fn redact_unparsed(url: &str) -> String {
                 .collect();
             format!("{path}?{}", pairs.join("&"))
         }
-        None => tail.to_owned(),
+        None => rest,
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{rest}")
 }
 
 #[cfg(test)]
@@ -678,6 +683,11 @@ mod tests {
             ),
             ("sqlite://", "names no file"),
             (
+                "postgresql//user:pw-s3cret@db/x",
+                "reads like a URL with credentials",
+            ),
+            ("mysql://user:pw#s3cret@db/x", "\"mysql://user:***@db/x\""),
+            (
                 "sqlite:///no/such/directory/hooks.db",
                 "the directory /no/such/directory does not exist",
             ),
@@ -687,7 +697,7 @@ mod tests {
                 err.starts_with("MIA_WEBHOOKS_DATABASE_URL (database_url): "),
                 "{err}"
             );
-            assert!(!err.contains("pw-s3cret"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
             assert!(err.contains(shown), "{url}: {err}");
         }
     }
@@ -735,8 +745,26 @@ mod tests {
                 "postgres://app@db:99999/hooks",
                 "postgres://app@db:99999/hooks",
             ),
+            // A `/`, `?` or `#` in the password.
+            ("mysql://app:p#ss@db:99999/x", "mysql://app:***@db:99999/x"),
+            (
+                "postgres://app:p/ss@db:99999/x",
+                "postgres://app:***@db:99999/x",
+            ),
         ] {
             assert!(url::Url::parse(url).is_err(), "{url}");
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
+        // Parsed, but not as the operator meant: host `app`, port 12, fragment `34@db/x`.
+        for (url, redacted) in [
+            ("postgress://app:12#34@db/x", "postgress://app:***@db/x"),
+            ("postgres://app:12?34@db/x", "postgres://app:***@db/x"),
+            (
+                "postgres://app@db/x?password=q",
+                "postgres://app@db/x?password=***",
+            ),
+        ] {
+            assert!(url::Url::parse(url).is_ok(), "{url}");
             assert_eq!(redact_url(url), redacted, "{url}");
         }
     }

@@ -65,14 +65,21 @@ impl AnyStore {
     /// assert!(AnyStore::check_url("postgres://app@db/hooks").is_ok());
     /// assert!(AnyStore::check_url("sqlite://mia-webhooks.db").is_ok());
     /// assert!(AnyStore::check_url("./mia-webhooks.db").is_ok());
-    /// let err = AnyStore::check_url("postgress://app:pw@db/hooks").unwrap_err();
-    /// assert!(err.to_string().contains("postgress://") && !err.to_string().contains("pw"));
+    /// for url in ["postgress://app:pw@db/hooks", "postgresql//app:pw@db/hooks", " postgres://app:pw@db"] {
+    ///     let err = AnyStore::check_url(url).unwrap_err().to_string();
+    ///     assert!(!err.contains("pw"), "{err}");
+    /// }
     /// ```
     pub fn check_url(url: &str) -> Result<()> {
         const KNOWN: &str = "use sqlite://PATH, sqlite:PATH or a file path for SQLite, \
                              postgres://... or postgresql://... for PostgreSQL, or memory:";
         if url == "memory:" || url == "memory://" {
             return Ok(());
+        }
+        if url.trim() != url {
+            return Err(crate::StoreError::Config(
+                "the database URL must not begin or end with whitespace".into(),
+            ));
         }
         if let Some((scheme, _)) = url.split_once("://") {
             if is_scheme(scheme) {
@@ -92,6 +99,16 @@ impl AnyStore {
                     "a PostgreSQL URL starts with \"{scheme}//\""
                 )));
             }
+        }
+        // `postgresql//app:pw@db/x` has lost its scheme's colon: taken for a file path, the
+        // errors about that path would show the password. A bare path is refused when it reads
+        // like credentials (`sqlite:` in front keeps such a file name possible).
+        if !url.starts_with("sqlite:") && url.contains('@') && url.contains(':') {
+            return Err(crate::StoreError::Config(
+                "names no known backend: it reads like a URL with credentials but does not start \
+                 with postgres:// or postgresql:// (not shown, it may hold a password)"
+                    .into(),
+            ));
         }
         check_sqlite(url)
     }

@@ -1,9 +1,11 @@
 //! What every backend's constructor takes besides its location.
 
+#[cfg(feature = "fault-injection")]
 use std::sync::Arc;
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{Result, SecretKeys, StoreError};
+use crate::{Result, SecretKeys};
 
 /// Options shared by every backend.
 ///
@@ -33,6 +35,10 @@ pub struct StoreOptions {
     /// after writing the events and their deliveries and before the commit (the memory store,
     /// which has no transaction, before writing anything), so tests can show that nothing of a
     /// failed ingestion is left behind.
+    ///
+    /// Only with the feature `fault-injection`, which the crate's own tests turn on: a build
+    /// without it has neither the field nor the check.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fail_ingest_before_commit: Arc<AtomicBool>,
     /// Fault injection for the conformance suite, not for production: while this is `true`,
@@ -41,31 +47,46 @@ pub struct StoreOptions {
     /// their transaction, after writing the attempts, next states, health and any disabling and
     /// before the commit (the memory store, which has no transaction, before writing anything),
     /// so tests can show that a failed record writes nothing and every lease stays held.
+    /// Only with the feature `fault-injection`.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fail_record_before_commit: Arc<AtomicBool>,
 }
 
 impl StoreOptions {
-    /// Fails when the test hook [`StoreOptions::fail_ingest_before_commit`] is set. Backends call
-    /// this inside the ingest transaction, after its writes and before the commit.
+    /// Fails when the test hook `fail_ingest_before_commit` is set. Backends call this inside the
+    /// ingest transaction, after its writes and before the commit. Without the feature
+    /// `fault-injection` it does nothing.
+    #[inline]
     pub(crate) fn check_ingest_fault(&self) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
         if self.fail_ingest_before_commit.load(Ordering::SeqCst) {
-            return Err(StoreError::Database(Box::new(InjectedFault("ingestion"))));
+            return Err(injected("ingestion"));
         }
         Ok(())
     }
 
-    /// Fails when the test hook [`StoreOptions::fail_record_before_commit`] is set. Backends call
-    /// this inside the record transaction, after its writes and before the commit.
+    /// Fails when the test hook `fail_record_before_commit` is set. Backends call this inside
+    /// the record transaction, after its writes and before the commit. Without the feature
+    /// `fault-injection` it does nothing.
+    #[inline]
     pub(crate) fn check_record_fault(&self) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
         if self.fail_record_before_commit.load(Ordering::SeqCst) {
-            return Err(StoreError::Database(Box::new(InjectedFault("record"))));
+            return Err(injected("record"));
         }
         Ok(())
     }
 }
 
 /// The error of an injected fault, naming the operation it failed.
+#[cfg(feature = "fault-injection")]
+fn injected(operation: &'static str) -> crate::StoreError {
+    crate::StoreError::Database(Box::new(InjectedFault(operation)))
+}
+
+/// The error of an injected fault, naming the operation it failed.
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, thiserror::Error)]
 #[error("injected fault: {0} failed before its commit")]
 struct InjectedFault(&'static str);

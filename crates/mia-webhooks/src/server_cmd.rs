@@ -218,7 +218,8 @@ fn one_line(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
         let cause = cause.to_string();
-        if !text.contains(&cause) {
+        // A wrapper often ends with its source's text ("store: X" over "X"): that is said once.
+        if !text.ends_with(&cause) {
             if !text.is_empty() {
                 text.push_str(": ");
             }
@@ -264,6 +265,9 @@ mod tests {
         );
         let chained = anyhow::anyhow!("root cause").context("outer");
         assert_eq!(one_line(&chained), "outer: root cause");
+        // A cause whose words merely appear earlier is still said.
+        let inside = anyhow::anyhow!("denied").context("access denied by policy");
+        assert_eq!(one_line(&inside), "access denied by policy: denied");
     }
 
     #[test]

@@ -111,7 +111,7 @@ async fn fanout_probes_the_subscription_index_among_10000_webhooks() {
     ] {
         store.create_webhook(&webhook(scope)).await.expect("create");
     }
-    sqlx::query("ANALYZE")
+    sqlx::query("ANALYZE webhooks, webhook_events")
         .execute(&store.pool)
         .await
         .expect("analyze");

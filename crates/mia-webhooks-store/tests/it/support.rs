@@ -8,7 +8,7 @@ use mia_webhooks_model::{
 };
 use mia_webhooks_store::{
     AttemptResult, ClaimRequest, ClaimedDelivery, DeliveryQuery, NewEvent, NextState, Store,
-    WebhookQuery,
+    StoreError, WebhookQuery,
 };
 use serde_json::{Map, Value};
 
@@ -16,6 +16,18 @@ use serde_json::{Map, Value};
 pub const T0: Timestamp = Timestamp::from_millis(1_764_374_400_000);
 
 /// `T0` plus `secs` seconds.
+/// Asserts that `result` failed with the fault a test hook injected, not with anything else.
+#[track_caller]
+pub fn assert_injected<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    match result {
+        Err(StoreError::Database(source)) => {
+            assert!(source.to_string().contains("injected fault"), "{source}");
+        }
+        Err(other) => panic!("expected the injected fault, got {other:?}"),
+        Ok(value) => panic!("expected the injected fault, got {value:?}"),
+    }
+}
+
 pub fn at(secs: u64) -> Timestamp {
     T0.saturating_add(Duration::from_secs(secs))
 }

@@ -223,23 +223,13 @@ pub async fn injected_failure_leaves_neither_event_nor_deliveries<B: TestBackend
     let leased = event("tag_created", None, None);
 
     fault.store(true, Ordering::SeqCst);
-    assert!(
-        store
-            .ingest(std::slice::from_ref(&single), T0)
-            .await
-            .is_err()
-    );
-    assert!(store.ingest(&batch, T0).await.is_err());
-    assert!(
-        store
-            .ingest_for_webhook(&test_event, hook.id, T0)
-            .await
-            .is_err()
-    );
+    assert_injected(store.ingest(std::slice::from_ref(&single), T0).await);
+    assert_injected(store.ingest(&batch, T0).await);
+    assert_injected(store.ingest_for_webhook(&test_event, hook.id, T0).await);
     let (receipts, claimed) = store
         .ingest_then_claim(std::slice::from_ref(&leased), T0, &claim_at(T0, 10))
         .await;
-    assert!(receipts.is_err());
+    assert_injected(receipts);
     assert!(claimed.unwrap_or_default().is_empty());
     fault.store(false, Ordering::SeqCst);
 
