@@ -131,6 +131,10 @@ use std::future::Future;
 
 use mia_webhooks_model::{DeliveryId, Event, EventId, Timestamp, Webhook, WebhookId, WebhookPatch};
 
+/// How long a claim sets aside the deliveries of a webhook whose secret no configured key opens
+/// (see [`Store::claim`]): they are pending again after it, for a claim that can open it.
+pub const UNREADABLE_SECRET_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The most items one page of a listing holds, whatever the query asks.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -229,6 +233,10 @@ pub trait Store: Send + Sync + 'static {
     /// delivery carries what an attempt needs: the webhook's target, secret, CA and proxy, and
     /// the event bytes. A claim does not count as an attempt: `attempt` is the number the next
     /// recorded attempt will have.
+    ///
+    /// A webhook whose secret no configured key opens (sealed by a process with another key)
+    /// holds up its own deliveries only: they are left out of the claim, logged, and set aside,
+    /// pending, for [`UNREADABLE_SECRET_BACKOFF`], while the claim goes on with the others.
     fn claim(
         &self,
         request: &ClaimRequest,

@@ -434,6 +434,8 @@ impl Store for MemoryStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedDelivery>> {
+        // Nothing is leased yet: failing here leaves the state as it was.
+        self.options.check_claim_fault()?;
         let mut state = self.lock();
         let now = request.now;
         let mut in_flight: HashMap<WebhookId, usize> = HashMap::new();

@@ -51,6 +51,14 @@ pub struct StoreOptions {
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fail_record_before_commit: Arc<AtomicBool>,
+    /// Fault injection for the conformance suite and the worker's tests, not for production:
+    /// while this is `true`, every backend fails [`Store::claim`](crate::Store::claim), and the
+    /// claim part of `ingest_then_claim` and `record_then_claim`, inside their transaction after
+    /// leasing and before the commit (the memory store before leasing anything), so tests can
+    /// show what a failed claim leaves. Only with the feature `fault-injection`.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fail_claim_before_commit: Arc<AtomicBool>,
 }
 
 impl StoreOptions {
@@ -74,6 +82,18 @@ impl StoreOptions {
         #[cfg(feature = "fault-injection")]
         if self.fail_record_before_commit.load(Ordering::SeqCst) {
             return Err(injected("record"));
+        }
+        Ok(())
+    }
+
+    /// Fails when the test hook `fail_claim_before_commit` is set. Backends call this inside
+    /// the claim transaction, after leasing and before the commit. Without the feature
+    /// `fault-injection` it does nothing.
+    #[inline]
+    pub(crate) fn check_claim_fault(&self) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if self.fail_claim_before_commit.load(Ordering::SeqCst) {
+            return Err(injected("claim"));
         }
         Ok(())
     }

@@ -178,6 +178,18 @@ pub(crate) fn seal_secret(
     ))
 }
 
+/// Says, at error level, that a claim set aside the deliveries of a webhook whose secret it
+/// could not open. `why` is a [`StoreError::SecretKey`] message: it names the webhook and the
+/// key id, never key material or the secret.
+pub(crate) fn log_unreadable(webhook: uuid::Uuid, why: &str) {
+    tracing::error!(
+        %webhook,
+        backoff_secs = crate::UNREADABLE_SECRET_BACKOFF.as_secs(),
+        "{why}: its deliveries wait, pending, while every other webhook's are claimed; \
+         configure the key that sealed it (MIA_WEBHOOKS_OLD_SECRET_KEYS) or set a new secret"
+    );
+}
+
 /// The secret of `webhook` from its stored form.
 ///
 /// Fails with [`StoreError::SecretKey`] when it is sealed under a key that is not configured or

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mia_webhooks_delivery::{
@@ -626,24 +627,23 @@ async fn a_dispatcher_that_stopped_gives_handed_deliveries_back<S: Store>(t: Tes
     assert_eq!((after.pending, after.delivering), (1, 0));
 }
 
-/// While its claims fail (here: a delivery of a webhook sealed under a key this process does not
-/// have), an idle dispatcher offers no slots, so that ingestions do not run the same failing claim
-/// each time; once a claim succeeds again, it offers them again.
+/// While its claims fail (here: an injected fault), an idle dispatcher offers no slots, so that
+/// ingestions do not run the same failing claim each time; once a claim succeeds again, it
+/// offers them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatcher_whose_claims_fail_offers_no_slots() {
-    use mia_webhooks_store::SecretKeys;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keys.db");
-    let path = path.to_str().unwrap();
-    let keyed = |key: [u8; 32]| StoreOptions {
-        secret_keys: Some(SecretKeys::from_bytes(key, &[])),
-        ..StoreOptions::default()
-    };
-    let store = Arc::new(SqliteStore::open(path, keyed([0xA1; 32])).await.unwrap());
-    let other = SqliteStore::open(path, keyed([0xB2; 32])).await.unwrap();
+    let path = dir.path().join("faults.db");
+    let options = StoreOptions::default();
+    let fault = options.fail_claim_before_commit.clone();
+    let store = Arc::new(
+        SqliteStore::open(path.to_str().unwrap(), options)
+            .await
+            .unwrap(),
+    );
     let receiver = Receiver::start(|_| Reply::Status(200)).await;
-    let sealed_elsewhere = webhook(&receiver.url());
-    other.create_webhook(&sealed_elsewhere).await.unwrap();
+    let hook = webhook(&receiver.url());
+    store.create_webhook(&hook).await.unwrap();
 
     let config = DeliveryConfig {
         idle_poll: Duration::from_millis(50),
@@ -651,7 +651,8 @@ async fn a_dispatcher_whose_claims_fail_offers_no_slots() {
     };
     let running = Running::start(&store, config);
     drop(reserve(&running.handle).await);
-    queue(&other, &sealed_elsewhere, 1).await;
+    fault.store(true, Ordering::SeqCst);
+    queue(&*store, &hook, 1).await;
     running.handle.notify();
     // The claim fails, then keeps failing at each poll: no slot is offered meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -664,9 +665,10 @@ async fn a_dispatcher_whose_claims_fail_offers_no_slots() {
     }
     assert_eq!(receiver.count(), 0);
 
-    // The process that can open it delivers it; claims succeed again, slots come back.
-    other.delete_webhook(sealed_elsewhere.id).await.unwrap();
+    // Claims succeed again: the delivery goes out and slots come back.
+    fault.store(false, Ordering::SeqCst);
     drop(reserve(&running.handle).await);
+    wait_for("the delivery goes out", || receiver.count() == 1).await;
     running.stop_within(Duration::from_secs(10)).await;
 }
 

@@ -180,13 +180,47 @@ async fn claim_in(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-    // Secrets are opened before the commit: a key that does not open one fails the claim and
-    // the rollback leases nothing.
+    // Secrets are opened before the commit. A webhook whose secret no configured key opens
+    // holds up its own deliveries only: they are given back, pending after a backoff, and the
+    // claim goes on with the others.
     let mut webhooks: HashMap<Uuid, Arc<Webhook>> = HashMap::with_capacity(webhook_rows.len());
+    let mut unreadable = Vec::new();
     for row in &webhook_rows {
-        let webhook = store.webhook_from_row(row)?;
-        webhooks.insert(webhook.id.as_uuid(), Arc::new(webhook));
+        match store.webhook_from_row(row) {
+            Ok(webhook) => {
+                webhooks.insert(webhook.id.as_uuid(), Arc::new(webhook));
+            }
+            Err(StoreError::SecretKey(why)) => {
+                let id: Uuid = get(row, "id")?;
+                crate::secrets::log_unreadable(id, &why);
+                unreadable.push(id);
+            }
+            Err(other) => return Err(other),
+        }
     }
+    if !unreadable.is_empty() {
+        let mut aside = Vec::new();
+        for row in &leased {
+            if unreadable.contains(&get::<Uuid>(row, "webhook_id")?) {
+                aside.push(get::<Uuid>(row, "id")?);
+            }
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', lease_token = NULL, claimable_at = $1 \
+             WHERE id = ANY($2)",
+        )
+        .bind(
+            now.saturating_add(crate::UNREADABLE_SECRET_BACKOFF)
+                .as_millis(),
+        )
+        .bind(&aside)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        leased
+            .retain(|row| get::<Uuid>(row, "webhook_id").is_ok_and(|id| !unreadable.contains(&id)));
+    }
+    store.options.check_claim_fault()?;
     let mut events: HashMap<Uuid, (EventName, Arc<[u8]>)> =
         HashMap::with_capacity(event_rows.len());
     for row in &event_rows {

@@ -335,6 +335,12 @@ SELECT id, scope, target_url, secret, events, ca_certificate, proxy_url, descrip
        disabled_reason, created_at, updated_at, revision
 FROM webhooks WHERE id IN (SELECT unhex(value) FROM json_each(?1))";
 
+/// Gives back the deliveries listed in ?2 (a JSON array of ids), just leased by this claim,
+/// pending again from ?1 on: their webhook's secret could not be opened.
+pub(super) const SET_ASIDE: &str = "\
+UPDATE deliveries SET status = 'pending', claimable_at = ?1, lease_token = NULL
+WHERE id IN (SELECT unhex(value) FROM json_each(?2))";
+
 /// The events listed in ?1 (a JSON array of ids): names and bytes.
 pub(super) const CLAIM_EVENTS: &str =
     "SELECT id, name, bytes FROM events WHERE id IN (SELECT unhex(value) FROM json_each(?1))";
@@ -471,8 +477,26 @@ pub(super) async fn claim_in(
         return Ok(Vec::new());
     }
 
-    let webhooks = load_webhooks(&mut *conn, &chosen, store).await?;
+    let (webhooks, unreadable) = load_webhooks(&mut *conn, &chosen, store).await?;
+    if !unreadable.is_empty() {
+        let (aside, kept) = chosen
+            .into_iter()
+            .partition::<Vec<_>, _>(|c| unreadable.contains(&c.webhook));
+        chosen = kept;
+        sqlx::query(SET_ASIDE)
+            .bind(
+                request
+                    .now
+                    .saturating_add(crate::UNREADABLE_SECRET_BACKOFF)
+                    .as_millis(),
+            )
+            .bind(batch::id_array(aside.iter().map(|c| c.id)))
+            .execute(&mut *conn)
+            .await
+            .map_err(database_error)?;
+    }
     let events = load_events(&mut *conn, &chosen, store).await?;
+    store.options.check_claim_fault()?;
 
     chosen
         .into_iter()
@@ -505,12 +529,13 @@ pub(super) async fn claim_in(
 }
 
 /// The webhooks of the chosen deliveries, one shared copy each: from the store's cache when it
-/// holds the revision the claim read, else read and decoded (and kept).
+/// holds the revision the claim read, else read and decoded (and kept). Beside them, the
+/// webhooks whose secret no configured key opens (logged here).
 async fn load_webhooks(
     conn: &mut SqliteConnection,
     chosen: &[Candidate],
     store: &SqliteStore,
-) -> Result<HashMap<Uuid, Arc<Webhook>>> {
+) -> Result<(HashMap<Uuid, Arc<Webhook>>, HashSet<Uuid>)> {
     let mut webhooks = HashMap::new();
     let mut missing = HashSet::new();
     for candidate in chosen {
@@ -529,8 +554,9 @@ async fn load_webhooks(
             }
         }
     }
+    let mut unreadable = HashSet::new();
     if missing.is_empty() {
-        return Ok(webhooks);
+        return Ok((webhooks, unreadable));
     }
     let found = sqlx::query(CLAIM_WEBHOOKS)
         .bind(batch::id_array(missing))
@@ -538,11 +564,21 @@ async fn load_webhooks(
         .await
         .map_err(database_error)?;
     for row in found {
-        let webhook = Arc::new(rows::webhook(&row, store.keys())?);
-        store.webhook_cache.put(get(&row, "revision")?, &webhook);
-        webhooks.insert(webhook.id.as_uuid(), webhook);
+        match rows::webhook(&row, store.keys()) {
+            Ok(webhook) => {
+                let webhook = Arc::new(webhook);
+                store.webhook_cache.put(get(&row, "revision")?, &webhook);
+                webhooks.insert(webhook.id.as_uuid(), webhook);
+            }
+            Err(StoreError::SecretKey(why)) => {
+                let id = uuid(&row, "id")?;
+                crate::secrets::log_unreadable(id, &why);
+                unreadable.insert(id);
+            }
+            Err(other) => return Err(other),
+        }
     }
-    Ok(webhooks)
+    Ok((webhooks, unreadable))
 }
 
 /// The names and bytes of the chosen deliveries' events, one shared copy each: from the

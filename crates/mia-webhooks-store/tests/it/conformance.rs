@@ -119,6 +119,7 @@ macro_rules! conformance_tests {
             durable::a_dropped_store_loses_no_claimed_delivery,
             durable::secrets_open_after_key_rotation,
             durable::wrong_or_missing_key_is_a_secret_key_error,
+            durable::an_unreadable_secret_holds_up_only_its_own_webhook,
             durable::plain_secrets_stay_readable_once_a_key_is_set,
             durable::a_failed_claim_keeps_the_results_of_its_round,
             durable::a_failed_claim_keeps_the_events_it_came_with,

@@ -1,12 +1,13 @@
 //! What only a durable backend can show: data and leases outlive the store, and secrets sealed
 //! under one key set are read back under another.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mia_webhooks_model::{DeliveryStatus, Role, Secret, TokenId, WebhookPatch};
 use mia_webhooks_store::{
     ApiToken, ClaimRequest, NextState, RecordOutcome, SecretKeys, Store, StoreError, StoreOptions,
-    TokenHash,
+    TokenHash, UNREADABLE_SECRET_BACKOFF,
 };
 
 use super::{TestBackend, open};
@@ -198,17 +199,77 @@ pub async fn wrong_or_missing_key_is_a_secret_key_error<B: TestBackend>(backend:
 
     let wrong = backend.open(keyed(KEY_B, &[])).await;
     assert_secret_key_error(wrong.get_webhook(hook.id).await, &id_a, &hook.secret);
-    assert_secret_key_error(wrong.claim(&claim_at(at(1), 10)).await, &id_a, &hook.secret);
+    // A claim leaves out the delivery it cannot open and sets it aside, pending, not leased.
+    assert!(wrong.claim(&claim_at(at(1), 10)).await.unwrap().is_empty());
+    let stats = wrong.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivering), (1, 0));
     drop(wrong);
 
     let missing = open(&backend).await;
     assert_secret_key_error(missing.get_webhook(hook.id).await, &id_a, &hook.secret);
     drop(missing);
 
-    // A failed claim leased nothing: with the right key the delivery is there to take.
+    // With the right key the delivery is there to take once the backoff is over.
     let right = backend.open(keyed(KEY_A, &[])).await;
     assert_same_webhook(&right.get_webhook(hook.id).await.unwrap().unwrap(), &hook);
-    assert_eq!(right.claim(&claim_at(at(1), 10)).await.unwrap().len(), 1);
+    let backoff = UNREADABLE_SECRET_BACKOFF.as_secs();
+    assert!(
+        right
+            .claim(&claim_at(at(backoff), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        right
+            .claim(&claim_at(at(1 + backoff), 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A webhook whose secret this process cannot open (sealed by another process under another
+/// key) holds up its own deliveries only: the claim takes every other due delivery, even those
+/// due after it, and sets the unreadable one aside for a process that can open it.
+pub async fn an_unreadable_secret_holds_up_only_its_own_webhook<B: TestBackend>(backend: B) {
+    let known = webhook("instance", &["tag_created"]);
+    let sealed_elsewhere = webhook("instance", &["tag_deleted"]);
+    let store = backend.open(keyed(KEY_A, &[])).await;
+    store.create_webhook(&known).await.unwrap();
+    let other = backend.open(keyed(KEY_B, &[])).await;
+    other.create_webhook(&sealed_elsewhere).await.unwrap();
+    other
+        .ingest(&[event("tag_deleted", None, None)], T0)
+        .await
+        .unwrap();
+    store
+        .ingest(
+            &[
+                event("tag_created", None, None),
+                event("tag_created", None, None),
+            ],
+            at(1),
+        )
+        .await
+        .unwrap();
+
+    let claimed = store.claim(&claim_at(at(2), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.webhook.id == known.id));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivering), (1, 2));
+    // Set aside for the backoff, then there for the process that can open it.
+    let backoff = UNREADABLE_SECRET_BACKOFF.as_secs();
+    assert!(other.claim(&claim_at(at(2), 10)).await.unwrap().is_empty());
+    let taken = other.claim(&claim_at(at(2 + backoff), 10)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].webhook.id, sealed_elsewhere.id);
+    assert_eq!(
+        taken[0].webhook.secret.expose(),
+        sealed_elsewhere.secret.expose()
+    );
 }
 
 pub async fn plain_secrets_stay_readable_once_a_key_is_set<B: TestBackend>(backend: B) {
@@ -240,32 +301,31 @@ pub async fn plain_secrets_stay_readable_once_a_key_is_set<B: TestBackend>(backe
     );
 }
 
-/// A claim that fails (here: a webhook sealed under a key this store does not have) does not
-/// take the results of its round down with it: `record_then_claim` still records them, and the
-/// claim's error is reported on its own.
+/// A claim that fails (here: an injected fault) does not take the results of its round down
+/// with it: `record_then_claim` still records them, and the claim's error is reported on its own.
 pub async fn a_failed_claim_keeps_the_results_of_its_round<B: TestBackend>(backend: B) {
-    let known = webhook("instance", &["tag_created"]);
-    let sealed_elsewhere = webhook("instance", &["tag_deleted"]);
-    let store = backend.open(keyed(KEY_A, &[])).await;
-    store.create_webhook(&known).await.unwrap();
+    let hook = webhook("instance", &["tag_created"]);
+    let options = StoreOptions::default();
+    let fault = options.fail_claim_before_commit.clone();
+    let store = backend.open(options).await;
+    store.create_webhook(&hook).await.unwrap();
     store
         .ingest(&[event("tag_created", None, None)], T0)
         .await
         .unwrap();
     let claimed = store.claim(&claim_at(at(1), 10)).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    // Another process, under another key, queues a delivery this store cannot open.
-    let other = backend.open(keyed(KEY_B, &[])).await;
-    other.create_webhook(&sealed_elsewhere).await.unwrap();
-    other
-        .ingest(&[event("tag_deleted", None, None)], at(1))
+    store
+        .ingest(&[event("tag_created", None, None)], at(1))
         .await
         .unwrap();
 
+    fault.store(true, Ordering::SeqCst);
     let (recorded, claim) = store
         .record_then_claim(&[success(&claimed[0], at(2))], &claim_at(at(2), 10))
         .await;
-    assert!(matches!(claim, Err(StoreError::SecretKey(_))), "{claim:?}");
+    fault.store(false, Ordering::SeqCst);
+    assert_injected(claim);
     assert_eq!(
         recorded.unwrap(),
         [RecordOutcome::Recorded {
@@ -279,39 +339,46 @@ pub async fn a_failed_claim_keeps_the_results_of_its_round<B: TestBackend>(backe
         .unwrap();
     assert_eq!(detail.delivery.status, DeliveryStatus::Succeeded);
     assert_eq!(detail.attempts.len(), 1);
-    // The failed claim leased nothing: the other process takes its delivery.
-    assert_eq!(other.claim(&claim_at(at(3), 10)).await.unwrap().len(), 1);
+    // The failed claim leased nothing: the second delivery is there to take.
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivering), (1, 0));
+    assert_eq!(store.claim(&claim_at(at(3), 10)).await.unwrap().len(), 1);
 }
 
-/// A claim that fails inside `ingest_then_claim` (a webhook sealed under a key this store does
-/// not have) does not lose the events: they are written with their deliveries, and the claim's
-/// error is reported on its own.
+/// A claim that fails inside `ingest_then_claim` (here: an injected fault) does not lose the
+/// events: they are written with their deliveries, and the claim's error is reported on its own.
 pub async fn a_failed_claim_keeps_the_events_it_came_with<B: TestBackend>(backend: B) {
-    let known = webhook("instance", &["tag_created"]);
-    let sealed_elsewhere = webhook("instance", &["tag_deleted"]);
-    let store = backend.open(keyed(KEY_A, &[])).await;
-    store.create_webhook(&known).await.unwrap();
-    let other = backend.open(keyed(KEY_B, &[])).await;
-    other.create_webhook(&sealed_elsewhere).await.unwrap();
-    other
-        .ingest(&[event("tag_deleted", None, None)], T0)
+    let hook = webhook("instance", &["tag_created"]);
+    let options = StoreOptions::default();
+    let fault = options.fail_claim_before_commit.clone();
+    let store = backend.open(options).await;
+    store.create_webhook(&hook).await.unwrap();
+    store
+        .ingest(&[event("tag_created", None, None)], T0)
         .await
         .unwrap();
 
     let new = event("tag_created", None, None);
+    fault.store(true, Ordering::SeqCst);
     let (receipts, claim) = store
         .ingest_then_claim(std::slice::from_ref(&new), at(1), &claim_at(at(1), 10))
         .await;
-    assert!(matches!(claim, Err(StoreError::SecretKey(_))), "{claim:?}");
+    fault.store(false, Ordering::SeqCst);
+    assert_injected(claim);
     let receipts = receipts.unwrap();
     assert_eq!(receipts[0].event_id, new.id);
     assert_eq!(receipts[0].deliveries, 1);
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.pending, 2, "both deliveries are stored and due");
     assert_eq!(stats.delivering, 0, "the failed claim leased nothing");
-    // The event's delivery is there for a claim that can open its webhook.
-    let deliveries = deliveries_of(&store, known.id).await;
-    assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].event_id, new.id);
-    assert_eq!(deliveries[0].status, DeliveryStatus::Pending);
+    // The event's delivery is there for the next claim.
+    let deliveries = deliveries_of(&store, hook.id).await;
+    assert_eq!(deliveries.len(), 2);
+    assert!(deliveries.iter().any(|d| d.event_id == new.id));
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Pending)
+    );
+    assert_eq!(store.claim(&claim_at(at(2), 10)).await.unwrap().len(), 2);
 }
