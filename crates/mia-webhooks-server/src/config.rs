@@ -497,20 +497,13 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// The fallback of [`redact_url`] for a URL the `url` crate refuses (a space in the password,
-/// say) or reads without a password although it has a `user:...@` part (`app:12#34@db`, a `#`
-/// in the password): everything from the first `:` of the part before the last `@` up to that
-/// `@` is masked, and so is the value of a `password` parameter. It may mask more than the
-/// password; it never shows it.
+/// say) or reads without a password although it has an `@` (`app:12#34@db`, a `#` in the
+/// password): first the value of every `password` parameter is masked, then everything from the
+/// first `:` of the part before the last `@` up to that `@`. It may mask more than the password;
+/// it never shows it.
 fn redact_unparsed(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
-    };
-    let rest = match rest.rsplit_once('@') {
-        Some((user_info, after)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{after}"),
-            None => rest.to_owned(),
-        },
-        None => rest.to_owned(),
     };
     let rest = match rest.split_once('?') {
         Some((path, query)) => {
@@ -526,6 +519,13 @@ fn redact_unparsed(url: &str) -> String {
                 .collect();
             format!("{path}?{}", pairs.join("&"))
         }
+        None => rest.to_owned(),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((user_info, after)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{after}"),
+            None => rest,
+        },
         None => rest,
     };
     format!("{scheme}://{rest}")
@@ -762,6 +762,11 @@ mod tests {
             (
                 "postgres://app@db/x?password=q",
                 "postgres://app@db/x?password=***",
+            ),
+            // An `@` in a parameter's value is not taken for the end of a user part.
+            (
+                "postgres://app@db:5432/x?password=p@ss",
+                "postgres://app@db:5432/x?password=***",
             ),
         ] {
             assert!(url::Url::parse(url).is_ok(), "{url}");

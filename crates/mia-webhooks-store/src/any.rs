@@ -106,7 +106,8 @@ impl AnyStore {
         if !url.starts_with("sqlite:") && url.contains('@') && url.contains(':') {
             return Err(crate::StoreError::Config(
                 "names no known backend: it reads like a URL with credentials but does not start \
-                 with postgres:// or postgresql:// (not shown, it may hold a password)"
+                 with postgres:// or postgresql:// (not shown, it may hold a password); for a \
+                 SQLite file whose path has '@' and ':', write sqlite:PATH"
                     .into(),
             ));
         }

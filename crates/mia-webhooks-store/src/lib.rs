@@ -235,8 +235,9 @@ pub trait Store: Send + Sync + 'static {
     /// recorded attempt will have.
     ///
     /// A webhook whose secret no configured key opens (sealed by a process with another key)
-    /// holds up its own deliveries only: they are left out of the claim, logged, and set aside,
-    /// pending, for [`UNREADABLE_SECRET_BACKOFF`], while the claim goes on with the others.
+    /// holds up its own deliveries only: they are left out of the claim, logged, and set aside
+    /// (with the rest of its due backlog), pending, for [`UNREADABLE_SECRET_BACKOFF`], while the
+    /// claim goes on with the others.
     fn claim(
         &self,
         request: &ClaimRequest,

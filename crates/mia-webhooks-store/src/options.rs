@@ -52,10 +52,11 @@ pub struct StoreOptions {
     #[doc(hidden)]
     pub fail_record_before_commit: Arc<AtomicBool>,
     /// Fault injection for the conformance suite and the worker's tests, not for production:
-    /// while this is `true`, every backend fails [`Store::claim`](crate::Store::claim), and the
-    /// claim part of `ingest_then_claim` and `record_then_claim`, inside their transaction after
-    /// leasing and before the commit (the memory store before leasing anything), so tests can
-    /// show what a failed claim leaves. Only with the feature `fault-injection`.
+    /// while this is `true`, a [`Store::claim`](crate::Store::claim) that finds something to
+    /// lease, and the claim part of `ingest_then_claim` and `record_then_claim`, fail inside
+    /// their transaction after leasing and before the commit (the memory store fails every
+    /// claim, before leasing anything), so tests can show what a failed claim leaves. Only with
+    /// the feature `fault-injection`.
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fail_claim_before_commit: Arc<AtomicBool>,

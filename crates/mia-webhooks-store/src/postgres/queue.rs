@@ -205,15 +205,21 @@ async fn claim_in(
                 aside.push(get::<Uuid>(row, "id")?);
             }
         }
+        // The webhook's other due deliveries too: a backlog left due would come back at the
+        // head of every claim. Only rows no other transaction holds (no waiting for a lock).
         sqlx::query(
-            "UPDATE deliveries SET status = 'pending', lease_token = NULL, claimable_at = $1 \
-             WHERE id = ANY($2)",
+            "UPDATE deliveries SET status = 'pending', lease_token = NULL, claimable_at = $1, \
+                 next_attempt_at = $1 \
+             WHERE id = ANY($2) OR id IN (SELECT id FROM deliveries \
+                 WHERE webhook_id = ANY($3) AND claimable_at <= $4 FOR UPDATE SKIP LOCKED)",
         )
         .bind(
             now.saturating_add(crate::UNREADABLE_SECRET_BACKOFF)
                 .as_millis(),
         )
         .bind(&aside)
+        .bind(&unreadable)
+        .bind(now.as_millis())
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;

@@ -335,11 +335,13 @@ SELECT id, scope, target_url, secret, events, ca_certificate, proxy_url, descrip
        disabled_reason, created_at, updated_at, revision
 FROM webhooks WHERE id IN (SELECT unhex(value) FROM json_each(?1))";
 
-/// Gives back the deliveries listed in ?2 (a JSON array of ids), just leased by this claim,
-/// pending again from ?1 on: their webhook's secret could not be opened.
+/// Sets aside, pending again from ?1 on, the deliveries listed in ?2 (a JSON array of ids), just
+/// leased by this claim, and every other delivery due at ?4 of the webhooks listed in ?3: their
+/// secret could not be opened, and a backlog left due would come back at the head of every claim.
 pub(super) const SET_ASIDE: &str = "\
-UPDATE deliveries SET status = 'pending', claimable_at = ?1, lease_token = NULL
-WHERE id IN (SELECT unhex(value) FROM json_each(?2))";
+UPDATE deliveries SET status = 'pending', claimable_at = ?1, next_attempt_at = ?1, lease_token = NULL
+WHERE id IN (SELECT unhex(value) FROM json_each(?2))
+   OR (webhook_id IN (SELECT unhex(value) FROM json_each(?3)) AND claimable_at <= ?4)";
 
 /// The events listed in ?1 (a JSON array of ids): names and bytes.
 pub(super) const CLAIM_EVENTS: &str =
@@ -491,6 +493,8 @@ pub(super) async fn claim_in(
                     .as_millis(),
             )
             .bind(batch::id_array(aside.iter().map(|c| c.id)))
+            .bind(batch::id_array(unreadable.iter().copied()))
+            .bind(now)
             .execute(&mut *conn)
             .await
             .map_err(database_error)?;

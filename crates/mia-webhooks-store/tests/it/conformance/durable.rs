@@ -240,10 +240,9 @@ pub async fn an_unreadable_secret_holds_up_only_its_own_webhook<B: TestBackend>(
     store.create_webhook(&known).await.unwrap();
     let other = backend.open(keyed(KEY_B, &[])).await;
     other.create_webhook(&sealed_elsewhere).await.unwrap();
-    other
-        .ingest(&[event("tag_deleted", None, None)], T0)
-        .await
-        .unwrap();
+    // A backlog of three, due before anything else, and more than one claim's cap.
+    let backlog: Vec<_> = (0..3).map(|_| event("tag_deleted", None, None)).collect();
+    other.ingest(&backlog, T0).await.unwrap();
     store
         .ingest(
             &[
@@ -255,17 +254,31 @@ pub async fn an_unreadable_secret_holds_up_only_its_own_webhook<B: TestBackend>(
         .await
         .unwrap();
 
-    let claimed = store.claim(&claim_at(at(2), 10)).await.unwrap();
+    let capped = |now| ClaimRequest {
+        per_webhook_cap: 2,
+        ..claim_at(now, 10)
+    };
+    let claimed = store.claim(&capped(at(2))).await.unwrap();
     assert_eq!(claimed.len(), 2);
     assert!(claimed.iter().all(|c| c.webhook.id == known.id));
+    // The whole backlog is set aside, not only what the claim leased: the next claim does not
+    // run into it again.
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.pending, stats.delivering), (1, 2));
-    // Set aside for the backoff, then there for the process that can open it.
+    assert_eq!((stats.pending, stats.delivering), (3, 2));
+    assert!(store.claim(&capped(at(3))).await.unwrap().is_empty());
+    let aside = deliveries_of(&store, sealed_elsewhere.id).await;
     let backoff = UNREADABLE_SECRET_BACKOFF.as_secs();
-    assert!(other.claim(&claim_at(at(2), 10)).await.unwrap().is_empty());
+    assert!(
+        aside
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Pending
+                && d.next_attempt_at == Some(at(2 + backoff)))
+    );
+    // Set aside for the backoff, then there for the process that can open it.
+    assert!(other.claim(&claim_at(at(3), 10)).await.unwrap().is_empty());
     let taken = other.claim(&claim_at(at(2 + backoff), 10)).await.unwrap();
-    assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].webhook.id, sealed_elsewhere.id);
+    assert_eq!(taken.len(), 3);
+    assert!(taken.iter().all(|c| c.webhook.id == sealed_elsewhere.id));
     assert_eq!(
         taken[0].webhook.secret.expose(),
         sealed_elsewhere.secret.expose()
