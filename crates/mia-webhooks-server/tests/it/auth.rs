@@ -303,19 +303,7 @@ async fn every_endpoint_needs_a_valid_token_unless_the_document_says_it_is_open(
     let server = TestServer::start().await;
     let receiver = Receiver::start().await;
     // Real ids and valid bodies: only the token is wrong.
-    let webhook = server
-        .create_webhook(
-            "/api/webhooks",
-            &receiver.url("/hook"),
-            "s",
-            &["project_deleted"],
-        )
-        .await;
-    server.emit("project_deleted", json!({})).await;
-    let (_, page) = server
-        .admin("GET", &format!("/api/webhooks/{webhook}/deliveries"), None)
-        .await;
-    let delivery = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let (webhook, delivery) = server.webhook_with_a_delivery(&receiver.url("/hook")).await;
 
     let text = |s: &'static str| Some(HeaderValue::from_static(s));
     let bad: Vec<(&str, Option<HeaderValue>)> = vec![

@@ -155,22 +155,9 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
 async fn every_documented_operation_answers_a_success_it_documents() {
     let server = TestServer::start().await;
     let receiver = Receiver::start().await;
-    let webhook = server
-        .create_webhook(
-            "/api/webhooks",
-            &receiver.url("/probe"),
-            "probe-secret",
-            &["project_deleted"],
-        )
+    let (webhook, delivery) = server
+        .webhook_with_a_delivery(&receiver.url("/probe"))
         .await;
-    server.emit("project_deleted", json!({})).await;
-    let (_, page) = server
-        .admin("GET", &format!("/api/webhooks/{webhook}/deliveries"), None)
-        .await;
-    let delivery = page["items"][0]["id"]
-        .as_str()
-        .expect("the event made a delivery")
-        .to_owned();
 
     let mut operations = documented_operations();
     // The others need the webhook: delete it last.

@@ -247,6 +247,23 @@ impl TestServer {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// An instance webhook to `target` with one delivery (of a `project_deleted` event): the
+    /// webhook's id and the delivery's.
+    pub(crate) async fn webhook_with_a_delivery(&self, target: &str) -> (String, String) {
+        let webhook = self
+            .create_webhook("/api/webhooks", target, "s3cret", &["project_deleted"])
+            .await;
+        self.emit("project_deleted", json!({})).await;
+        let (_, page) = self
+            .admin("GET", &format!("/api/webhooks/{webhook}/deliveries"), None)
+            .await;
+        let delivery = page["items"][0]["id"]
+            .as_str()
+            .expect("the event made a delivery")
+            .to_owned();
+        (webhook, delivery)
+    }
+
     pub(crate) async fn emit(&self, name: &str, payload: Value) -> Value {
         let envelope =
             json!({"eventName": name, "eventTimestamp": 1_764_374_400_000_i64, "payload": payload});

@@ -1,12 +1,11 @@
 //! `migrate` and `emit` against real databases and a real `serve` process.
 
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use super::{Proc, create_webhook, receiver, run, wait_for};
+use super::{Proc, bootstrap_token, create_webhook, receiver, run, wait_for};
 
 /// The tables `migrate` leaves in a SQLite database, and how many migrations it recorded.
 async fn schema(path: &std::path::Path) -> (Vec<String>, i64) {
@@ -112,11 +111,7 @@ async fn emit_posts_a_payload_file_and_reports_a_refusal_on_one_line() {
         dir.path(),
         &[("MIA_WEBHOOKS_ALLOWED_CIDRS", "127.0.0.0/8".into())],
     );
-    let token = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.starts_with("mwh_"))
-        .expect("a bootstrap token is printed");
+    let token = bootstrap_token(stdout);
     let (target, seen) = receiver().await;
     let webhook = create_webhook(&proc.base, &token, &target, &["project_created"]).await;
 

@@ -139,6 +139,15 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
+/// The instance-admin token the first start on an empty database prints, alone on its line.
+fn bootstrap_token(stdout: std::process::ChildStdout) -> String {
+    BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("mwh_"))
+        .expect("a bootstrap token is printed")
+}
+
 /// Creates a webhook for `events` at instance scope through the API; returns its id.
 async fn create_webhook(base: &str, token: &str, target: &str, events: &[&str]) -> String {
     let response = reqwest::Client::new()
@@ -193,11 +202,7 @@ async fn serve_defaults_bootstrap_a_token_deliver_and_stop_on_sigterm() {
         &[("MIA_WEBHOOKS_ALLOWED_CIDRS", "127.0.0.0/8".into())],
     );
     // The first start on an empty database prints a token, alone on its line.
-    let token = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.starts_with("mwh_"))
-        .expect("a bootstrap token is printed");
+    let token = bootstrap_token(stdout);
     assert!(
         dir.path().join("mia-webhooks.db").exists(),
         "the default SQLite file is ./mia-webhooks.db"
@@ -205,17 +210,7 @@ async fn serve_defaults_bootstrap_a_token_deliver_and_stop_on_sigterm() {
 
     let (target, seen) = receiver().await;
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/api/webhooks", proc.base))
-        .bearer_auth(&token)
-        .json(&json!({"targetUrl": target, "secret": SECRET, "events": ["project_created"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(created["id"].is_string(), "{created}");
+    create_webhook(&proc.base, &token, &target, &["project_created"]).await;
 
     // `emit` posts an event through the API.
     let out = Command::new(BIN)
